@@ -1,0 +1,37 @@
+//! Focal loss on the CPU: exact, deterministic and close to the memory-bandwidth floor.
+//!
+//! `focal-core` computes the sigmoid focal loss of RetinaNet (Lin et al. 2017) with sparse
+//! labels or dense soft targets, the softmax focal loss, the varifocal loss (Zhang et al. 2021)
+//! and the quality focal loss (Li et al. 2020): forward, backward, and one fused pass that reads
+//! the logits once and writes the gradient once.
+//!
+//! * [`reference`] is the float64 oracle, written for clarity.
+//! * The fast path computes in `f32` with explicit SIMD chosen at run time (AVX-512, AVX2+FMA,
+//!   NEON, or a portable fallback), split across threads with rayon in fixed chunks, so results
+//!   are bit-identical whatever the thread count.
+//! * Inputs may be `f32`, `f64`, `f16` or `bf16` ([`Element`]); half inputs are widened to
+//!   `f32`, `f64` inputs are computed in `f64`.
+//!
+//! Label codes follow torchvision's `Matcher`: `0..C` a class, [`labels::BACKGROUND`] (-1),
+//! [`labels::IGNORE`] (-2). Logits are `[A, C]` or `[B, A, C]`, row-major.
+//!
+//! # Feature flags
+//! * `ndarray` (default): [`TensorView::from_ndarray`] and [`TensorViewMut::from_ndarray`].
+//!
+//! # Invariants
+//! * Every parameter and shape is validated before any work; bad input is an `Err`, never a
+//!   panic and never a half-written output.
+//! * NaN in gives NaN out; every finite logit gives a finite loss and gradient.
+#![warn(missing_docs)]
+
+pub mod element;
+pub mod error;
+pub mod labels;
+pub mod params;
+pub mod reference;
+pub mod tensor;
+
+pub use element::Element;
+pub use error::{FocalError, Result};
+pub use params::{Alpha, FocalParams, Reduction, VarifocalParams};
+pub use tensor::{Shape, Tensor, TensorMut, TensorView, TensorViewMut};

@@ -1,0 +1,26 @@
+//! `cargo xtask <command>`: project automation, one module per subcommand.
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  bench [--quick] [--json FILE]   throughput table: our paths, the memory floor, torchvision";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    match command.as_str() {
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!(
+            "unknown command `{other}`\n\n{USAGE}{}",
+            if rest.is_empty() { "" } else { "" }
+        ),
+    }
+}
