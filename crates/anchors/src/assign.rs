@@ -442,9 +442,20 @@ fn iou_gt_anchor(gt: &BoxXyxy, g_area: f32, x1: f32, y1: f32, x2: f32, y2: f32, 
     inter / (g_area + area - inter)
 }
 
+/// Targets of one image from [`assign_image_reference`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageTargets {
+    /// Labels `[A]` (class, `BACKGROUND` or `IGNORE`).
+    pub labels: Vec<i32>,
+    /// Matcher output `[A]`.
+    pub matched_gt: Vec<i32>,
+    /// Regression targets `[A, 4]` (zeros for anchors that are not foreground).
+    pub regression: Vec<[f32; 4]>,
+}
+
 /// Targets of one image computed the plain way: the full `[M, A]` IoU matrix from
 /// [`box_iou`], [`Matcher::match_quality_matrix`], then labels and [`BoxCoder::encode`].
-/// Returns `(labels, matched_gt, regression)`. The readable twin of [`TargetAssigner::assign`].
+/// The readable twin of [`TargetAssigner::assign`].
 ///
 /// # Errors
 /// As [`TargetAssigner::assign`].
@@ -452,7 +463,7 @@ pub fn assign_image_reference(
     assigner: &TargetAssigner,
     anchors: &[BoxXyxy],
     gt: &GroundTruth<'_>,
-) -> Result<(Vec<i32>, Vec<i32>, Vec<[f32; 4]>)> {
+) -> Result<ImageTargets> {
     assigner.validate(gt)?;
     let (m, a) = (gt.boxes.len(), anchors.len());
     let mut quality = vec![0.0f32; m * a];
@@ -476,5 +487,9 @@ pub fn assign_image_reference(
             }
         })
         .collect();
-    Ok((labels, matched, regression))
+    Ok(ImageTargets {
+        labels,
+        matched_gt: matched,
+        regression,
+    })
 }

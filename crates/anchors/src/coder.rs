@@ -217,7 +217,7 @@ impl BoxCoder {
         if anchors.is_empty() {
             return check_len("box codes", 0, codes.len());
         }
-        if codes.len() % anchors.len() != 0 {
+        if !codes.len().is_multiple_of(anchors.len()) {
             return Err(AnchorError::Length {
                 what: "box codes (a multiple of the anchor count)",
                 expected: codes.len().div_ceil(anchors.len()) * anchors.len(),

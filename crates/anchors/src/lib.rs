@@ -46,7 +46,9 @@ pub mod matcher;
 pub mod nms;
 pub mod postprocess;
 
-pub use assign::{AssignedTargets, GroundTruth, TargetAssigner, assign_image_reference};
+pub use assign::{
+    AssignedTargets, GroundTruth, ImageTargets, TargetAssigner, assign_image_reference,
+};
 pub use boxes::{BoxXyxy, box_iou, generalized_box_iou};
 pub use coder::BoxCoder;
 pub use error::{AnchorError, Result};

@@ -145,8 +145,11 @@ fn matcher_and_target_assignment_match_torchvision() {
             let want = i32s(&im[key]);
             let got = &targets.matched_gt()[i * a..(i + 1) * a];
             assert_eq!(got, &want[..], "image {i}, {key}: fused path");
-            let (labels, matched, regression) =
-                assign_image_reference(&assigner, anchors.boxes(), gt).unwrap();
+            let anchors::ImageTargets {
+                labels,
+                matched_gt: matched,
+                regression,
+            } = assign_image_reference(&assigner, anchors.boxes(), gt).unwrap();
             assert_eq!(matched, want, "image {i}, {key}: reference path");
             let want_labels: Vec<i32> = want
                 .iter()

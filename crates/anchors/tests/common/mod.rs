@@ -67,3 +67,34 @@ pub fn assert_close_scaled(what: &str, got: &[f32], want: &[f32], scale: &[f32])
         );
     }
 }
+
+/// Fixed-seed proptest configuration with `cases` cases and no failure files.
+pub fn prop_config(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x00f0_ca1a),
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}
+
+/// A strategy for valid boxes inside `[0, extent]^2` with sides in `[min_side, max_side]`,
+/// coordinates quantised to 1/8 px (so exact ties happen).
+pub fn box_strategy(
+    extent: f32,
+    min_side: f32,
+    max_side: f32,
+) -> impl proptest::strategy::Strategy<Value = [f32; 4]> {
+    use proptest::prelude::*;
+    let q = |v: f32| (v * 8.0).round() / 8.0;
+    (
+        0.0..extent,
+        0.0..extent,
+        min_side..max_side,
+        min_side..max_side,
+    )
+        .prop_map(move |(x, y, w, h)| {
+            let (x, y) = (q(x), q(y));
+            [x, y, x + q(w).max(min_side), y + q(h).max(min_side)]
+        })
+}
