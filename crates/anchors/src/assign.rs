@@ -3,7 +3,7 @@
 //! `BoxCoder.encode_single`), without materialising the `[M, A]` IoU matrix.
 //!
 //! The fused path makes two passes over the anchors in blocks of [`ASSIGN_CHUNK`]:
-//! 1. for every ground truth, the IoU with each anchor of the block (eight lanes at a time),
+//! 1. for every ground truth, the IoU with each anchor of the block (vectorised; AVX2 when present),
 //!    keeping each anchor's best IoU and first best ground truth, and each ground truth's best
 //!    IoU in the block. Ground truths that cannot touch the block's bounding box are skipped
 //!    (their IoU is exactly 0 there).
@@ -22,9 +22,7 @@ use crate::error::{AnchorError, Result};
 use crate::generator::Anchors;
 use crate::matcher::{BACKGROUND, Matcher};
 
-/// Lanes of the IoU inner loop (columns of [`Anchors`] are padded to a multiple of it).
-pub(crate) const LANES: usize = 8;
-/// Anchors per block in target assignment (a multiple of [`LANES`]).
+/// Anchors per block in target assignment.
 pub(crate) const ASSIGN_CHUNK: usize = 2048;
 
 /// The ground truth of one image.
@@ -366,7 +364,7 @@ impl LowQuality<'_> {
 }
 
 /// Pass 1 for one block: each anchor's best IoU and first best ground truth, and each ground
-/// truth's best IoU within the block.
+/// truth's best IoU within the block. Runs the AVX2 build of the same code when the CPU has it.
 fn best_matches_in_block(
     anchors: &Anchors,
     block: usize,
@@ -375,17 +373,48 @@ fn best_matches_in_block(
     best: &mut [f32],
     gt_max: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { best_matches_in_block_avx2(anchors, block, gts, arg, best, gt_max) };
+        return;
+    }
+    best_matches_in_block_body(anchors, block, gts, arg, best, gt_max);
+}
+
+/// [`best_matches_in_block_body`] compiled with AVX2 (eight lanes). No FMA: every operation is
+/// the same IEEE `f32` operation as in the portable build, so results are identical.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+fn best_matches_in_block_avx2(
+    anchors: &Anchors,
+    block: usize,
+    gts: &[BoxXyxy],
+    arg: &mut [i32],
+    best: &mut [f32],
+    gt_max: &mut [f32],
+) {
+    best_matches_in_block_body(anchors, block, gts, arg, best, gt_max);
+}
+
+#[inline(always)]
+fn best_matches_in_block_body(
+    anchors: &Anchors,
+    block: usize,
+    gts: &[BoxXyxy],
+    arg: &mut [i32],
+    best: &mut [f32],
+    gt_max: &mut [f32],
+) {
     let start = block * ASSIGN_CHUNK;
-    let padded = arg.len().next_multiple_of(LANES);
-    let range = start..start + padded;
-    let col = |k: usize| anchors.columns[k][range.clone()].as_chunks::<LANES>().0;
+    let n = arg.len();
+    let col = |k: usize| &anchors.columns[k][start..start + n];
     let (x1, y1, x2, y2) = (col(0), col(1), col(2), col(3));
-    let areas = anchors.areas[range.clone()].as_chunks::<LANES>().0;
-    let mut best_lanes = [[0.0f32; LANES]; ASSIGN_CHUNK / LANES];
-    let mut arg_lanes = [[0i32; LANES]; ASSIGN_CHUNK / LANES];
-    let best_lanes = &mut best_lanes[..padded / LANES];
-    let arg_lanes = &mut arg_lanes[..padded / LANES];
+    let areas = &anchors.areas[start..start + n];
     let bound = anchors.chunk_bounds[block];
+    best.fill(0.0);
+    arg.fill(0);
     for ((g, gb), gmax_out) in gts.iter().enumerate().zip(gt_max.iter_mut()) {
         if disjoint(gb, &bound) {
             *gmax_out = 0.0;
@@ -393,28 +422,26 @@ fn best_matches_in_block(
         }
         let g_area = box_area(gb);
         let g = g as i32;
-        let mut gmax = [0.0f32; LANES];
-        for (((((x1, y1), x2), y2), ar), (b, ix)) in x1
-            .iter()
+        // IoUs here are finite and >= 0, so their bit patterns order like their values and an
+        // integer max (which vectorises, unlike a float max without fast-math) finds the largest.
+        let mut gmax_bits = 0u32;
+        for ((((((b, ix), &x1), &y1), &x2), &y2), &area) in best
+            .iter_mut()
+            .zip(arg.iter_mut())
+            .zip(x1)
             .zip(y1)
             .zip(x2)
             .zip(y2)
             .zip(areas)
-            .zip(best_lanes.iter_mut().zip(arg_lanes.iter_mut()))
         {
-            for l in 0..LANES {
-                let iou = iou_gt_anchor(gb, g_area, x1[l], y1[l], x2[l], y2[l], ar[l]);
-                let better = iou > b[l];
-                b[l] = if better { iou } else { b[l] };
-                ix[l] = if better { g } else { ix[l] };
-                gmax[l] = select_max(gmax[l], iou);
-            }
+            let iou = iou_gt_anchor(gb, g_area, x1, y1, x2, y2, area);
+            let better = iou > *b;
+            *b = if better { iou } else { *b };
+            *ix = if better { g } else { *ix };
+            gmax_bits = gmax_bits.max(iou.to_bits());
         }
-        *gmax_out = gmax.iter().copied().fold(0.0, select_max);
+        *gmax_out = f32::from_bits(gmax_bits);
     }
-    let n = arg.len();
-    best.copy_from_slice(&best_lanes.as_flattened()[..n]);
-    arg.copy_from_slice(&arg_lanes.as_flattened()[..n]);
 }
 
 /// Whether `gt` cannot intersect any box inside `bound` with a positive area.
@@ -492,4 +519,30 @@ pub fn assign_image_reference(
         matched_gt: matched,
         regression,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::random_boxes;
+
+    #[test]
+    fn avx2_block_equals_portable_block() {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            let anchors = Anchors::from_boxes(random_boxes(1, 3000, 300.0, 4.0, 90.0)).unwrap();
+            let gts = random_boxes(2, 17, 300.0, 4.0, 120.0);
+            for block in 0..anchors.chunk_bounds.len() {
+                let n = (anchors.len() - block * ASSIGN_CHUNK).min(ASSIGN_CHUNK);
+                let mut a = (vec![0; n], vec![0.0; n], vec![0.0; gts.len()]);
+                let mut b = a.clone();
+                best_matches_in_block_body(&anchors, block, &gts, &mut a.0, &mut a.1, &mut a.2);
+                // SAFETY: AVX2 support checked above.
+                unsafe {
+                    best_matches_in_block_avx2(&anchors, block, &gts, &mut b.0, &mut b.1, &mut b.2)
+                };
+                assert_eq!(a, b);
+            }
+        }
+    }
 }

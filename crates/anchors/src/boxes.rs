@@ -9,7 +9,7 @@
 //! areas and IoUs (never a silent 0). Entry points that need valid boxes (target assignment)
 //! check them with [`validate_boxes`].
 
-use focal_core::{Tensor, TensorView};
+use focal_core::TensorView;
 use rayon::prelude::*;
 
 use crate::error::{AnchorError, Result};

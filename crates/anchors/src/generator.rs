@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::assign::{ASSIGN_CHUNK, LANES};
+use crate::assign::ASSIGN_CHUNK;
 use crate::boxes::{BoxRequirement, BoxXyxy, box_area, validate_boxes};
 use crate::error::{AnchorError, Result};
 
@@ -183,10 +183,9 @@ impl AnchorConfig {
 pub struct Anchors {
     boxes: Vec<BoxXyxy>,
     level_starts: Vec<usize>,
-    /// `x1, y1, x2, y2` as columns, zero-padded to a multiple of [`LANES`] (a zero-size box
-    /// intersects nothing).
+    /// `x1, y1, x2, y2` as columns.
     pub(crate) columns: [Vec<f32>; 4],
-    /// Areas, zero-padded like `columns`.
+    /// Areas `(x2 - x1) * (y2 - y1)`.
     pub(crate) areas: Vec<f32>,
     /// Bounding box of each block of [`ASSIGN_CHUNK`] anchors.
     pub(crate) chunk_bounds: Vec<BoxXyxy>,
@@ -223,13 +222,8 @@ impl Anchors {
     }
 
     fn new_unchecked(boxes: Vec<BoxXyxy>, level_starts: Vec<usize>) -> Self {
-        let padded = boxes.len().next_multiple_of(LANES);
-        let pad = |mut v: Vec<f32>| {
-            v.resize(padded, 0.0);
-            v
-        };
-        let columns = std::array::from_fn(|k| pad(boxes.iter().map(|b| b[k]).collect()));
-        let areas = pad(boxes.iter().map(box_area).collect());
+        let columns = std::array::from_fn(|k| boxes.iter().map(|b| b[k]).collect());
+        let areas = boxes.iter().map(box_area).collect();
         let chunk_bounds = boxes
             .chunks(ASSIGN_CHUNK)
             .map(|c| {

@@ -273,25 +273,16 @@ fn greedy(columns: Columns, threshold: f32) -> Vec<usize> {
             continue;
         }
         keep.push(index[pos]);
-        let (ix1, iy1, ix2, iy2, iarea) = (x1[pos], y1[pos], x2[pos], y2[pos], area[pos]);
+        let kept = [x1[pos], y1[pos], x2[pos], y2[pos], area[pos]];
         let rest = pos + 1..index.len();
-        let mut newly = 0usize;
-        for (((((r, &jx1), &jy1), &jx2), &jy2), &ja) in removed[rest.clone()]
-            .iter_mut()
-            .zip(&x1[rest.clone()])
-            .zip(&y1[rest.clone()])
-            .zip(&x2[rest.clone()])
-            .zip(&y2[rest.clone()])
-            .zip(&area[rest])
-        {
-            let w = std_max(0.0, std_min(ix2, jx2) - std_max(ix1, jx1));
-            let h = std_max(0.0, std_min(iy2, jy2) - std_max(iy1, jy1));
-            let inter = w * h;
-            let ovr = inter / (iarea + ja - inter);
-            let now = *r | u8::from(ovr > threshold);
-            newly += usize::from(now - *r);
-            *r = now;
-        }
+        let candidates = [
+            &x1[rest.clone()],
+            &y1[rest.clone()],
+            &x2[rest.clone()],
+            &y2[rest.clone()],
+            &area[rest.clone()],
+        ];
+        let newly = suppress(kept, candidates, &mut removed[rest], threshold);
         removed_after_pos += newly;
         pos += 1;
         let remaining = index.len() - pos;
@@ -319,6 +310,54 @@ fn greedy(columns: Columns, threshold: f32) -> Vec<usize> {
         }
     }
     keep
+}
+
+/// Marks the candidates whose IoU with the kept box `[x1, y1, x2, y2, area]` exceeds
+/// `threshold`; returns how many were newly marked. Runs the AVX2 build when the CPU has it.
+fn suppress(kept: [f32; 5], candidates: [&[f32]; 5], removed: &mut [u8], threshold: f32) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { suppress_avx2(kept, candidates, removed, threshold) };
+    }
+    suppress_body(kept, candidates, removed, threshold)
+}
+
+/// [`suppress_body`] compiled with AVX2 (no FMA, so the same `f32` results).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn suppress_avx2(
+    kept: [f32; 5],
+    candidates: [&[f32]; 5],
+    removed: &mut [u8],
+    threshold: f32,
+) -> usize {
+    suppress_body(kept, candidates, removed, threshold)
+}
+
+/// The overlap test of torchvision's CPU kernel, branch-free over contiguous columns.
+#[inline(always)]
+fn suppress_body(
+    kept: [f32; 5],
+    candidates: [&[f32]; 5],
+    removed: &mut [u8],
+    threshold: f32,
+) -> usize {
+    let [ix1, iy1, ix2, iy2, iarea] = kept;
+    let [x1, y1, x2, y2, area] = candidates;
+    let mut newly = 0usize;
+    for (((((r, &jx1), &jy1), &jx2), &jy2), &ja) in
+        removed.iter_mut().zip(x1).zip(y1).zip(x2).zip(y2).zip(area)
+    {
+        let w = std_max(0.0, std_min(ix2, jx2) - std_max(ix1, jx1));
+        let h = std_max(0.0, std_min(iy2, jy2) - std_max(iy1, jy1));
+        let inter = w * h;
+        let ovr = inter / (iarea + ja - inter);
+        let now = *r | u8::from(ovr > threshold);
+        newly += usize::from(now - *r);
+        *r = now;
+    }
+    newly
 }
 
 /// Greedy NMS written as torchvision's CPU kernel, for testing the fast path: `suppressed`
@@ -458,5 +497,29 @@ mod tests {
     fn empty_input_keeps_nothing() {
         assert!(nms(&[], &[], 0.5).unwrap().is_empty());
         assert!(batched_nms(&[], &[], &[], 0.5).unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod simd_tests {
+    use super::*;
+    use crate::synthetic::clustered_detections;
+
+    #[test]
+    fn avx2_suppress_equals_portable_suppress() {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            let (boxes, _, _) = clustered_detections(3, 500, 200.0, 1);
+            let c = Columns::gather(&boxes, &(0..boxes.len()).collect::<Vec<_>>(), |_| 0.0);
+            let cols = [&c.x1[1..], &c.y1[1..], &c.x2[1..], &c.y2[1..], &c.area[1..]];
+            let kept = [c.x1[0], c.y1[0], c.x2[0], c.y2[0], c.area[0]];
+            for t in [0.1f32, 0.5, 0.9] {
+                let (mut a, mut b) = (vec![0u8; 499], vec![0u8; 499]);
+                let na = suppress_body(kept, cols, &mut a, t);
+                // SAFETY: AVX2 support checked above.
+                let nb = unsafe { suppress_avx2(kept, cols, &mut b, t) };
+                assert_eq!((na, &a), (nb, &b));
+            }
+        }
     }
 }
