@@ -12,7 +12,7 @@
 use focal_core::TensorView;
 use rayon::prelude::*;
 
-use crate::error::{AnchorError, Result};
+use crate::error::{AnchorError, Result, check_len};
 
 /// One box, `[x1, y1, x2, y2]`.
 pub type BoxXyxy = [f32; 4];
@@ -85,17 +85,6 @@ fn clamp_min0(x: f32) -> f32 {
     if x < 0.0 { 0.0 } else { x }
 }
 
-fn check_out(what: &'static str, expected: usize, got: usize) -> Result<()> {
-    if expected != got {
-        return Err(AnchorError::Length {
-            what,
-            expected,
-            got,
-        });
-    }
-    Ok(())
-}
-
 /// Pairwise IoU `[N, M]` (row-major, `out[i * M + j] = iou(a[i], b[j])`), as
 /// `torchvision.ops.box_iou(a, b)`. Rows are computed in parallel.
 ///
@@ -111,7 +100,7 @@ fn check_out(what: &'static str, expected: usize, got: usize) -> Result<()> {
 /// assert_eq!(out, [2.0 / 6.0, 0.0]);
 /// ```
 pub fn box_iou(a: &[BoxXyxy], b: &[BoxXyxy], out: &mut [f32]) -> Result<()> {
-    check_out("box_iou output", a.len() * b.len(), out.len())?;
+    check_len("box_iou output", a.len() * b.len(), out.len())?;
     if b.is_empty() {
         return Ok(());
     }
@@ -148,7 +137,7 @@ pub fn giou(a: &BoxXyxy, b: &BoxXyxy) -> f32 {
 /// # Errors
 /// [`AnchorError::Length`] when `out.len() != N * M`.
 pub fn generalized_box_iou(a: &[BoxXyxy], b: &[BoxXyxy], out: &mut [f32]) -> Result<()> {
-    check_out("generalized_box_iou output", a.len() * b.len(), out.len())?;
+    check_len("generalized_box_iou output", a.len() * b.len(), out.len())?;
     if b.is_empty() {
         return Ok(());
     }

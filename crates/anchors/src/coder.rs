@@ -10,7 +10,7 @@
 use rayon::prelude::*;
 
 use crate::boxes::BoxXyxy;
-use crate::error::{AnchorError, Result};
+use crate::error::{AnchorError, Result, check_len};
 
 /// Anchors per parallel task when coding many boxes.
 const CODE_CHUNK: usize = 4096;
@@ -238,17 +238,6 @@ impl BoxCoder {
 #[inline]
 fn clamp_max_keep_nan(x: f32, max: f32) -> f32 {
     if x > max { max } else { x }
-}
-
-fn check_len(what: &'static str, expected: usize, got: usize) -> Result<()> {
-    if expected != got {
-        return Err(AnchorError::Length {
-            what,
-            expected,
-            got,
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -62,3 +62,15 @@ pub enum AnchorError {
 
 /// `Result` with [`AnchorError`].
 pub type Result<T> = std::result::Result<T, AnchorError>;
+
+/// [`AnchorError::Length`] unless `expected == got`.
+pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Result<()> {
+    if expected != got {
+        return Err(AnchorError::Length {
+            what,
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}

@@ -22,7 +22,7 @@ use std::cmp::Ordering;
 use rayon::prelude::*;
 
 use crate::boxes::BoxXyxy;
-use crate::error::{AnchorError, Result};
+use crate::error::{AnchorError, Result, check_len};
 
 /// torchvision's batched NMS switches from the coordinate trick to per-class NMS above this
 /// many boxes on the CPU (`boxes.numel() > 4000`).
@@ -402,17 +402,6 @@ pub fn nms_reference(boxes: &[BoxXyxy], scores: &[f32], iou_threshold: f64) -> R
         }
     }
     Ok(keep)
-}
-
-fn check_len(what: &'static str, expected: usize, got: usize) -> Result<()> {
-    if expected != got {
-        return Err(AnchorError::Length {
-            what,
-            expected,
-            got,
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

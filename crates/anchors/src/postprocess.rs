@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::boxes::{BoxXyxy, clip_box};
 use crate::coder::BoxCoder;
-use crate::error::{AnchorError, Result};
+use crate::error::{AnchorError, Result, check_len};
 use crate::generator::Anchors;
 use crate::nms::{batched_nms, score_key};
 
@@ -230,15 +230,4 @@ fn top_candidates(logits: &[f32], config: &PostprocessConfig) -> Vec<(f32, usize
     cands.truncate(k);
     cands.sort_unstable_by_key(key);
     cands
-}
-
-fn check_len(what: &'static str, expected: usize, got: usize) -> Result<()> {
-    if expected != got {
-        return Err(AnchorError::Length {
-            what,
-            expected,
-            got,
-        });
-    }
-    Ok(())
 }
