@@ -115,6 +115,15 @@ impl TargetAssigner {
         }
     }
 
+    /// detectron2's RetinaNet (`Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches=True)`,
+    /// `Box2BoxTransform(weights=(1, 1, 1, 1))`): the same thresholds, tie rule and coder as
+    /// torchvision's, so the same as [`TargetAssigner::retinanet`]. detectron2 differs in its
+    /// anchors ([`crate::AnchorConfig::detectron2_retinanet`]) and its post-processing
+    /// ([`crate::PostprocessConfig::detectron2_retinanet`]).
+    pub fn detectron2_retinanet() -> Self {
+        Self::retinanet()
+    }
+
     /// Assigns targets for every image (in parallel across images and anchor blocks).
     ///
     /// Images with no boxes get all-background labels and zero regression targets.

@@ -19,6 +19,16 @@ pub type BoxXyxy = [f32; 4];
 
 /// Reads a `[N, 4]` host tensor as boxes.
 ///
+/// # Examples
+/// ```
+/// use focal_core::TensorView;
+/// let flat = [0.0f32, 0.0, 2.0, 2.0, 1.0, 1.0, 3.0, 4.0];
+/// let view = TensorView::new(&flat, &[2, 4]).unwrap();
+/// let boxes = anchors::boxes::boxes_from_tensor(&view).unwrap();
+/// assert_eq!(boxes[1], [1.0, 1.0, 3.0, 4.0]);
+/// assert!(anchors::boxes::boxes_from_tensor(&TensorView::new(&flat, &[4, 2]).unwrap()).is_err());
+/// ```
+///
 /// # Errors
 /// [`AnchorError::Tensor`] when the view is not of rank 2 with a last dimension of 4.
 pub fn boxes_from_tensor<'a>(view: &TensorView<'a, f32>) -> Result<&'a [BoxXyxy]> {
@@ -31,7 +41,14 @@ pub fn boxes_from_tensor<'a>(view: &TensorView<'a, f32>) -> Result<&'a [BoxXyxy]
         }
         .into());
     }
-    Ok(bytemuck::cast_slice(view.as_slice()))
+    // `[f32; 4]` has the alignment of `f32` and the length is `N * 4`, so this cannot fail;
+    // map the error anyway rather than panic.
+    bytemuck::try_cast_slice(view.as_slice()).map_err(|_| {
+        focal_core::FocalError::NotContiguous {
+            what: "boxes as [f32; 4]",
+        }
+        .into()
+    })
 }
 
 /// Area `(x2 - x1) * (y2 - y1)` (negative for a degenerate box), as `torchvision.ops.box_area`.

@@ -293,6 +293,9 @@ impl Anchors {
 
 type CacheKey = ([u32; 2], Vec<[u32; 2]>);
 
+/// Layouts kept by [`AnchorGenerator::generate`] before the cache is emptied.
+pub const CACHE_CAPACITY: usize = 64;
+
 /// Makes anchors for an image and its feature maps, caching them per layout.
 ///
 /// # Examples
@@ -343,7 +346,8 @@ impl AnchorGenerator {
     }
 
     /// Anchors for a (padded) image of `[height, width]` and feature maps of `[height, width]`
-    /// per level, from the cache when this layout was seen before.
+    /// per level, from the cache when this layout was seen before (the cache holds up to
+    /// [`CACHE_CAPACITY`] layouts, then starts over).
     ///
     /// # Errors
     /// [`AnchorError::Config`] when the number of feature maps differs from the number of
@@ -355,7 +359,12 @@ impl AnchorGenerator {
             return Ok(Arc::clone(hit));
         }
         let anchors = Arc::new(self.generate_uncached(image_size, grid_sizes)?);
-        self.lock_cache().insert(key, Arc::clone(&anchors));
+        let mut cache = self.lock_cache();
+        if cache.len() >= CACHE_CAPACITY {
+            // Unpadded multi-scale training meets many layouts; start over rather than grow.
+            cache.clear();
+        }
+        cache.insert(key, Arc::clone(&anchors));
         Ok(anchors)
     }
 
