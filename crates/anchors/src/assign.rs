@@ -7,8 +7,9 @@
 //!    keeping each anchor's best IoU and first best ground truth, and each ground truth's best
 //!    IoU in the block. Ground truths that cannot touch the block's bounding box are skipped
 //!    (their IoU is exactly 0 there).
-//! 2. thresholds, then the low-quality rule for the few anchors that can tie a ground truth's
-//!    best IoU (their own best is at least the smallest of those), then labels and encoding.
+//! 2. thresholds, then the low-quality rule: a ground truth's best IoU can only be tied inside
+//!    the blocks where its block maximum reaches it, so only those (ground truth, block) pairs
+//!    are recomputed; then labels and encoding.
 //!
 //! The IoU is computed with the same `f32` operations in both passes and in
 //! [`crate::boxes::box_iou`], so the result is bit-identical to [`assign_image_reference`]
@@ -243,13 +244,10 @@ impl TargetAssigner {
                     .fold(0.0f32, |acc, &v| select_max(acc, v))
             })
             .collect();
-        let gt_areas: Vec<f32> = gt.boxes.iter().map(box_area).collect();
-        let lowest_highest = highest.iter().copied().fold(f32::INFINITY, f32::min);
         let low_quality = LowQuality {
             enabled: self.matcher.allow_low_quality_matches(),
             highest: &highest,
-            gt_areas: &gt_areas,
-            lowest_highest,
+            block_max: &block_max,
         };
         out.labels
             .par_chunks_mut(ASSIGN_CHUNK)
@@ -279,7 +277,9 @@ impl TargetAssigner {
         out: BlockOut<'_>,
     ) -> usize {
         let start = block * ASSIGN_CHUNK;
-        let bound = anchors.chunk_bounds[block];
+        let mut restore = [false; ASSIGN_CHUNK];
+        let restore = &mut restore[..out.labels.len()];
+        low_quality.mark_ties(anchors, block, gt.boxes, restore);
         let mut n_fg = 0;
         for (i, (((label, matched), regression), &best)) in out
             .labels
@@ -289,21 +289,16 @@ impl TargetAssigner {
             .zip(out.best)
             .enumerate()
         {
-            let a = start + i;
             let arg = *matched;
-            let mut code = self.matcher.code(best, arg);
-            if code < 0
-                && low_quality.enabled
-                && best >= low_quality.lowest_highest
-                && low_quality.ties_a_best(anchors, a, best, &bound, gt.boxes)
-            {
-                code = arg;
-            }
+            let code = match self.matcher.code(best, arg) {
+                c if c < 0 && restore[i] => arg,
+                c => c,
+            };
             *matched = code;
             if code >= 0 {
                 let g = code as usize;
                 *label = gt.labels[g];
-                *regression = self.coder.encode(&gt.boxes[g], &anchors.boxes()[a]);
+                *regression = self.coder.encode(&gt.boxes[g], &anchors.boxes()[start + i]);
                 n_fg += 1;
             } else {
                 *label = code;
@@ -331,44 +326,48 @@ struct BlockOut<'a> {
 /// What the low-quality rule needs after pass 1.
 struct LowQuality<'a> {
     enabled: bool,
+    /// Each ground truth's best IoU over all anchors.
     highest: &'a [f32],
-    gt_areas: &'a [f32],
-    lowest_highest: f32,
+    /// Each ground truth's best IoU within each block, `[blocks, M]`.
+    block_max: &'a [f32],
 }
 
 impl LowQuality<'_> {
-    /// Whether anchor `a` (best IoU `best`) reaches some ground truth's best IoU exactly.
-    fn ties_a_best(
-        &self,
-        anchors: &Anchors,
-        a: usize,
-        best: f32,
-        bound: &BoxXyxy,
-        gts: &[BoxXyxy],
-    ) -> bool {
-        let c = &anchors.columns;
-        gts.iter()
-            .zip(self.highest)
-            .zip(self.gt_areas)
-            .any(|((gb, &h), &g_area)| {
-                if h > best {
-                    return false;
-                }
-                if h == 0.0 {
-                    // A ground truth that overlaps no anchor ties with every anchor.
-                    return true;
-                }
-                !disjoint(gb, bound)
-                    && iou_gt_anchor(
-                        gb,
-                        g_area,
-                        c[0][a],
-                        c[1][a],
-                        c[2][a],
-                        c[3][a],
-                        anchors.areas[a],
-                    ) == h
-            })
+    /// Marks the anchors of `block` whose IoU with some ground truth equals that ground truth's
+    /// best IoU. Only ground truths whose best is reached inside this block can tie here, so
+    /// this touches a handful of (ground truth, block) pairs per image.
+    fn mark_ties(&self, anchors: &Anchors, block: usize, gts: &[BoxXyxy], restore: &mut [bool]) {
+        if !self.enabled {
+            return;
+        }
+        let m = gts.len();
+        let start = block * ASSIGN_CHUNK;
+        let n = restore.len();
+        let col = |k: usize| &anchors.columns[k][start..start + n];
+        let (x1, y1, x2, y2) = (col(0), col(1), col(2), col(3));
+        let areas = &anchors.areas[start..start + n];
+        let block_max = &self.block_max[block * m..(block + 1) * m];
+        for ((gb, &h), &bm) in gts.iter().zip(self.highest).zip(block_max) {
+            if bm != h {
+                continue;
+            }
+            if h == 0.0 {
+                // A ground truth that overlaps no anchor ties with every anchor.
+                restore.fill(true);
+                return;
+            }
+            let g_area = box_area(gb);
+            for (((((r, &x1), &y1), &x2), &y2), &area) in restore
+                .iter_mut()
+                .zip(x1)
+                .zip(y1)
+                .zip(x2)
+                .zip(y2)
+                .zip(areas)
+            {
+                *r |= iou_gt_anchor(gb, g_area, x1, y1, x2, y2, area) == h;
+            }
+        }
     }
 }
 

@@ -544,6 +544,24 @@ mod tests {
     }
 
     #[test]
+    fn detectron2_grid_uses_fixed_strides_and_offset() {
+        let mut config = AnchorConfig::detectron2_retinanet();
+        config.offset = 0.5;
+        let g = AnchorGenerator::new(config).unwrap();
+        // Strides are fixed (8 at P3) whatever the image size.
+        let a = g
+            .generate_uncached([100, 100], &[[2, 3], [1, 2], [1, 1], [1, 1], [1, 1]])
+            .unwrap();
+        let cells = &g.cell_anchors()[0];
+        let per_location = cells.len();
+        // Location (y = 1, x = 2) of P3: centre ((2 + 0.5) * 8, (1 + 0.5) * 8) = (20, 12).
+        let first = a.boxes()[(3 + 2) * per_location];
+        let c = cells[0];
+        assert_eq!(first, [20.0 + c[0], 12.0 + c[1], 20.0 + c[2], 12.0 + c[3]]);
+        assert_eq!(a.level_range(1), 6 * per_location..8 * per_location);
+    }
+
+    #[test]
     fn bad_offset_is_an_error() {
         let mut c = AnchorConfig::torchvision_retinanet();
         c.offset = 1.5;

@@ -151,3 +151,20 @@ fn postprocess_rejects_mismatched_levels_and_zero_classes() {
     let d = postprocess_image(&[nan_logits], 2, [32, 32], &coder, &c).unwrap();
     assert_eq!(d.labels, [1]); // a NaN score is never above the threshold
 }
+
+#[test]
+fn ground_truth_outside_every_anchor_makes_every_anchor_foreground_like_torchvision() {
+    // Its best IoU is 0 and every anchor ties with it: torchvision's Matcher then restores every
+    // anchor's own best match (documented in `anchors::matcher`).
+    let anchors = two_anchors();
+    let boxes = [[500.0, 500.0, 510.0, 510.0], [0.0, 0.0, 10.0, 9.0]];
+    let gt = GroundTruth {
+        boxes: &boxes,
+        labels: &[4, 6],
+    };
+    let assigner = TargetAssigner::retinanet();
+    let t = assigner.assign(&anchors, &[gt]).unwrap();
+    let reference = anchors::assign_image_reference(&assigner, anchors.boxes(), &gt).unwrap();
+    assert_eq!(t.matched_gt(), &reference.matched_gt[..]);
+    assert_eq!(t.labels(), &[6, 6]);
+}
