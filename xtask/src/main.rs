@@ -23,6 +23,6 @@ fn main() -> Result<()> {
             Ok(())
         }
         "bench" => bench::run(rest),
-        other => bail!("unknown command `{other}`\n\n{USAGE}{}", if rest.is_empty() { "" } else { "" }),
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
 }
