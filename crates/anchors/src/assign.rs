@@ -109,11 +109,7 @@ impl TargetAssigner {
     /// torchvision's RetinaNet: [`Matcher::retinanet`], [`BoxCoder::retinanet`], labels unchecked
     /// beyond being non-negative.
     pub fn retinanet() -> Self {
-        TargetAssigner {
-            matcher: Matcher::retinanet(),
-            coder: BoxCoder::retinanet(),
-            num_classes: None,
-        }
+        TargetAssigner { matcher: Matcher::retinanet(), coder: BoxCoder::retinanet(), num_classes: None }
     }
 
     /// detectron2's RetinaNet (`Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches=True)`,
@@ -153,12 +149,7 @@ impl TargetAssigner {
     ///
     /// # Errors
     /// As [`TargetAssigner::assign`]; `out` is untouched on error.
-    pub fn assign_into(
-        &self,
-        anchors: &Anchors,
-        images: &[GroundTruth<'_>],
-        out: &mut AssignedTargets,
-    ) -> Result<()> {
+    pub fn assign_into(&self, anchors: &Anchors, images: &[GroundTruth<'_>], out: &mut AssignedTargets) -> Result<()> {
         for gt in images {
             self.validate(gt)?;
         }
@@ -183,12 +174,7 @@ impl TargetAssigner {
             .zip(out.num_foreground.par_iter_mut())
             .zip(images.par_iter())
             .for_each(|(((((labels, matched), regression), best), n_fg), gt)| {
-                let image = ImageOut {
-                    labels,
-                    matched,
-                    regression,
-                    best,
-                };
+                let image = ImageOut { labels, matched, regression, best };
                 *n_fg = self.assign_image(anchors, gt, image);
             });
         Ok(())
@@ -235,20 +221,10 @@ impl TargetAssigner {
                 best_matches_in_block(anchors, block, gt.boxes, arg, best, gt_max);
             });
         // Each ground truth's best IoU over all anchors (all values are finite and >= 0).
-        let highest: Vec<f32> = (0..m)
-            .map(|g| {
-                block_max
-                    .iter()
-                    .skip(g)
-                    .step_by(m)
-                    .fold(0.0f32, |acc, &v| select_max(acc, v))
-            })
-            .collect();
-        let low_quality = LowQuality {
-            enabled: self.matcher.allow_low_quality_matches(),
-            highest: &highest,
-            block_max: &block_max,
-        };
+        let highest: Vec<f32> =
+            (0..m).map(|g| block_max.iter().skip(g).step_by(m).fold(0.0f32, |acc, &v| select_max(acc, v))).collect();
+        let low_quality =
+            LowQuality { enabled: self.matcher.allow_low_quality_matches(), highest: &highest, block_max: &block_max };
         out.labels
             .par_chunks_mut(ASSIGN_CHUNK)
             .zip(out.matched.par_chunks_mut(ASSIGN_CHUNK))
@@ -256,12 +232,7 @@ impl TargetAssigner {
             .zip(out.best.par_chunks(ASSIGN_CHUNK))
             .enumerate()
             .map(|(block, (((labels, matched), regression), best))| {
-                let block_out = BlockOut {
-                    labels,
-                    matched,
-                    regression,
-                    best,
-                };
+                let block_out = BlockOut { labels, matched, regression, best };
                 self.finish_block(anchors, block, gt, &low_quality, block_out)
             })
             .sum()
@@ -281,13 +252,8 @@ impl TargetAssigner {
         let restore = &mut restore[..out.labels.len()];
         low_quality.mark_ties(anchors, block, gt.boxes, restore);
         let mut n_fg = 0;
-        for (i, (((label, matched), regression), &best)) in out
-            .labels
-            .iter_mut()
-            .zip(out.matched.iter_mut())
-            .zip(out.regression.iter_mut())
-            .zip(out.best)
-            .enumerate()
+        for (i, (((label, matched), regression), &best)) in
+            out.labels.iter_mut().zip(out.matched.iter_mut()).zip(out.regression.iter_mut()).zip(out.best).enumerate()
         {
             let arg = *matched;
             let code = match self.matcher.code(best, arg) {
@@ -357,13 +323,7 @@ impl LowQuality<'_> {
                 return;
             }
             let g_area = box_area(gb);
-            for (((((r, &x1), &y1), &x2), &y2), &area) in restore
-                .iter_mut()
-                .zip(x1)
-                .zip(y1)
-                .zip(x2)
-                .zip(y2)
-                .zip(areas)
+            for (((((r, &x1), &y1), &x2), &y2), &area) in restore.iter_mut().zip(x1).zip(y1).zip(x2).zip(y2).zip(areas)
             {
                 *r |= iou_gt_anchor(gb, g_area, x1, y1, x2, y2, area) == h;
             }
@@ -433,14 +393,8 @@ fn best_matches_in_block_body(
         // IoUs here are finite and >= 0, so their bit patterns order like their values and an
         // integer max (which vectorises, unlike a float max without fast-math) finds the largest.
         let mut gmax_bits = 0u32;
-        for ((((((b, ix), &x1), &y1), &x2), &y2), &area) in best
-            .iter_mut()
-            .zip(arg.iter_mut())
-            .zip(x1)
-            .zip(y1)
-            .zip(x2)
-            .zip(y2)
-            .zip(areas)
+        for ((((((b, ix), &x1), &y1), &x2), &y2), &area) in
+            best.iter_mut().zip(arg.iter_mut()).zip(x1).zip(y1).zip(x2).zip(y2).zip(areas)
         {
             let iou = iou_gt_anchor(gb, g_area, x1, y1, x2, y2, area);
             let better = iou > *b;
@@ -504,29 +458,14 @@ pub fn assign_image_reference(
     let mut quality = vec![0.0f32; m * a];
     box_iou(gt.boxes, anchors, &mut quality)?;
     let mut matched = vec![0i32; a];
-    assigner
-        .matcher
-        .match_quality_matrix(&quality, m, a, &mut matched)?;
-    let labels = matched
-        .iter()
-        .map(|&c| if c >= 0 { gt.labels[c as usize] } else { c })
-        .collect();
+    assigner.matcher.match_quality_matrix(&quality, m, a, &mut matched)?;
+    let labels = matched.iter().map(|&c| if c >= 0 { gt.labels[c as usize] } else { c }).collect();
     let regression = matched
         .iter()
         .zip(anchors)
-        .map(|(&c, anchor)| {
-            if c >= 0 {
-                assigner.coder.encode(&gt.boxes[c as usize], anchor)
-            } else {
-                [0.0; 4]
-            }
-        })
+        .map(|(&c, anchor)| if c >= 0 { assigner.coder.encode(&gt.boxes[c as usize], anchor) } else { [0.0; 4] })
         .collect();
-    Ok(ImageTargets {
-        labels,
-        matched_gt: matched,
-        regression,
-    })
+    Ok(ImageTargets { labels, matched_gt: matched, regression })
 }
 
 #[cfg(test)]
@@ -546,9 +485,7 @@ mod tests {
                 let mut b = a.clone();
                 best_matches_in_block_body(&anchors, block, &gts, &mut a.0, &mut a.1, &mut a.2);
                 // SAFETY: AVX2 support checked above.
-                unsafe {
-                    best_matches_in_block_avx2(&anchors, block, &gts, &mut b.0, &mut b.1, &mut b.2)
-                };
+                unsafe { best_matches_in_block_avx2(&anchors, block, &gts, &mut b.0, &mut b.1, &mut b.2) };
                 assert_eq!(a, b);
             }
         }

@@ -34,21 +34,12 @@ pub type BoxXyxy = [f32; 4];
 pub fn boxes_from_tensor<'a>(view: &TensorView<'a, f32>) -> Result<&'a [BoxXyxy]> {
     let dims = view.shape().dims().to_vec();
     if dims.len() != 2 || dims[1] != 4 {
-        return Err(focal_core::FocalError::Rank {
-            what: "boxes",
-            expected: "2 with shape [N, 4]",
-            shape: dims,
-        }
-        .into());
+        return Err(focal_core::FocalError::Rank { what: "boxes", expected: "2 with shape [N, 4]", shape: dims }.into());
     }
     // `[f32; 4]` has the alignment of `f32` and the length is `N * 4`, so this cannot fail;
     // map the error anyway rather than panic.
-    bytemuck::try_cast_slice(view.as_slice()).map_err(|_| {
-        focal_core::FocalError::NotContiguous {
-            what: "boxes as [f32; 4]",
-        }
-        .into()
-    })
+    bytemuck::try_cast_slice(view.as_slice())
+        .map_err(|_| focal_core::FocalError::NotContiguous { what: "boxes as [f32; 4]" }.into())
 }
 
 /// Area `(x2 - x1) * (y2 - y1)` (negative for a degenerate box), as `torchvision.ops.box_area`.
@@ -81,20 +72,12 @@ pub fn intersection(a: &BoxXyxy, b: &BoxXyxy) -> f32 {
 
 #[inline]
 fn nan_max(a: f32, b: f32) -> f32 {
-    if a.is_nan() || b.is_nan() {
-        f32::NAN
-    } else {
-        a.max(b)
-    }
+    if a.is_nan() || b.is_nan() { f32::NAN } else { a.max(b) }
 }
 
 #[inline]
 fn nan_min(a: f32, b: f32) -> f32 {
-    if a.is_nan() || b.is_nan() {
-        f32::NAN
-    } else {
-        a.min(b)
-    }
+    if a.is_nan() || b.is_nan() { f32::NAN } else { a.min(b) }
 }
 
 #[inline]
@@ -122,14 +105,12 @@ pub fn box_iou(a: &[BoxXyxy], b: &[BoxXyxy], out: &mut [f32]) -> Result<()> {
         return Ok(());
     }
     let areas_b: Vec<f32> = b.iter().map(box_area).collect();
-    out.par_chunks_mut(b.len())
-        .zip(a.par_iter())
-        .for_each(|(row, ba)| {
-            let area_a = box_area(ba);
-            for ((o, bb), &area_b) in row.iter_mut().zip(b).zip(&areas_b) {
-                *o = iou_with_areas(ba, area_a, bb, area_b);
-            }
-        });
+    out.par_chunks_mut(b.len()).zip(a.par_iter()).for_each(|(row, ba)| {
+        let area_a = box_area(ba);
+        for ((o, bb), &area_b) in row.iter_mut().zip(b).zip(&areas_b) {
+            *o = iou_with_areas(ba, area_a, bb, area_b);
+        }
+    });
     Ok(())
 }
 
@@ -158,13 +139,11 @@ pub fn generalized_box_iou(a: &[BoxXyxy], b: &[BoxXyxy], out: &mut [f32]) -> Res
     if b.is_empty() {
         return Ok(());
     }
-    out.par_chunks_mut(b.len())
-        .zip(a.par_iter())
-        .for_each(|(row, ba)| {
-            for (o, bb) in row.iter_mut().zip(b) {
-                *o = giou(ba, bb);
-            }
-        });
+    out.par_chunks_mut(b.len()).zip(a.par_iter()).for_each(|(row, ba)| {
+        for (o, bb) in row.iter_mut().zip(b) {
+            *o = giou(ba, bb);
+        }
+    });
     Ok(())
 }
 
@@ -179,12 +158,7 @@ pub fn clip_boxes_to_image(boxes: &mut [BoxXyxy], image_size: [u32; 2]) {
 
 #[inline]
 pub(crate) fn clip_box(b: BoxXyxy, height: f32, width: f32) -> BoxXyxy {
-    [
-        b[0].clamp(0.0, width),
-        b[1].clamp(0.0, height),
-        b[2].clamp(0.0, width),
-        b[3].clamp(0.0, height),
-    ]
+    [b[0].clamp(0.0, width), b[1].clamp(0.0, height), b[2].clamp(0.0, width), b[3].clamp(0.0, height)]
 }
 
 /// Indices of the boxes whose width and height are both `>= min_size`, as
@@ -213,22 +187,15 @@ pub enum BoxRequirement {
 /// [`AnchorError::InvalidBox`] naming the first bad box.
 pub fn validate_boxes(what: &'static str, boxes: &[BoxXyxy], rule: BoxRequirement) -> Result<()> {
     let (ok, requirement): (fn(&BoxXyxy) -> bool, &'static str) = match rule {
-        BoxRequirement::NonNegativeSize => (
-            |b| b.iter().all(|v| v.is_finite()) && b[2] >= b[0] && b[3] >= b[1],
-            "x2 >= x1 and y2 >= y1",
-        ),
-        BoxRequirement::PositiveSize => (
-            |b| b.iter().all(|v| v.is_finite()) && b[2] > b[0] && b[3] > b[1],
-            "x2 > x1 and y2 > y1",
-        ),
+        BoxRequirement::NonNegativeSize => {
+            (|b| b.iter().all(|v| v.is_finite()) && b[2] >= b[0] && b[3] >= b[1], "x2 >= x1 and y2 >= y1")
+        }
+        BoxRequirement::PositiveSize => {
+            (|b| b.iter().all(|v| v.is_finite()) && b[2] > b[0] && b[3] > b[1], "x2 > x1 and y2 > y1")
+        }
     };
     match boxes.iter().position(|b| !ok(b)) {
-        Some(index) => Err(AnchorError::InvalidBox {
-            what,
-            index,
-            coords: boxes[index],
-            requirement,
-        }),
+        Some(index) => Err(AnchorError::InvalidBox { what, index, coords: boxes[index], requirement }),
         None => Ok(()),
     }
 }

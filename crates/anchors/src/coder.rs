@@ -66,18 +66,12 @@ impl BoxCoder {
 
     /// RetinaNet: weights `(1, 1, 1, 1)`.
     pub fn retinanet() -> Self {
-        BoxCoder {
-            weights: [1.0; 4],
-            clip: Self::default_clip(),
-        }
+        BoxCoder { weights: [1.0; 4], clip: Self::default_clip() }
     }
 
     /// Faster R-CNN box head: weights `(10, 10, 5, 5)`.
     pub fn faster_rcnn() -> Self {
-        BoxCoder {
-            weights: [10.0, 10.0, 5.0, 5.0],
-            clip: Self::default_clip(),
-        }
+        BoxCoder { weights: [10.0, 10.0, 5.0, 5.0], clip: Self::default_clip() }
     }
 
     /// The weights `(wx, wy, ww, wh)`.
@@ -104,12 +98,7 @@ impl BoxCoder {
         let gt_h = gt[3] - gt[1];
         let gt_cx = gt[0] + 0.5 * gt_w;
         let gt_cy = gt[1] + 0.5 * gt_h;
-        [
-            wx * (gt_cx - ex_cx) / ex_w,
-            wy * (gt_cy - ex_cy) / ex_h,
-            ww * (gt_w / ex_w).ln(),
-            wh * (gt_h / ex_h).ln(),
-        ]
+        [wx * (gt_cx - ex_cx) / ex_w, wy * (gt_cy - ex_cy) / ex_h, ww * (gt_w / ex_w).ln(), wh * (gt_h / ex_h).ln()]
     }
 
     /// The box that `code` describes relative to `anchor` (torchvision `decode_single`).
@@ -132,36 +121,23 @@ impl BoxCoder {
         let pred_h = dh.exp() * heights;
         let half_w = 0.5 * pred_w;
         let half_h = 0.5 * pred_h;
-        [
-            pred_ctr_x - half_w,
-            pred_ctr_y - half_h,
-            pred_ctr_x + half_w,
-            pred_ctr_y + half_h,
-        ]
+        [pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h]
     }
 
     /// Encodes `gts[i]` against `anchors[i]` for every `i`, in parallel.
     ///
     /// # Errors
     /// [`AnchorError::Length`] when the three slices differ in length.
-    pub fn encode_boxes(
-        &self,
-        gts: &[BoxXyxy],
-        anchors: &[BoxXyxy],
-        out: &mut [[f32; 4]],
-    ) -> Result<()> {
+    pub fn encode_boxes(&self, gts: &[BoxXyxy], anchors: &[BoxXyxy], out: &mut [[f32; 4]]) -> Result<()> {
         check_len("gt boxes", anchors.len(), gts.len())?;
         check_len("encode output", anchors.len(), out.len())?;
-        out.par_chunks_mut(CODE_CHUNK)
-            .zip(
-                gts.par_chunks(CODE_CHUNK)
-                    .zip(anchors.par_chunks(CODE_CHUNK)),
-            )
-            .for_each(|(o, (g, a))| {
+        out.par_chunks_mut(CODE_CHUNK).zip(gts.par_chunks(CODE_CHUNK).zip(anchors.par_chunks(CODE_CHUNK))).for_each(
+            |(o, (g, a))| {
                 for ((o, g), a) in o.iter_mut().zip(g).zip(a) {
                     *o = self.encode(g, a);
                 }
-            });
+            },
+        );
         Ok(())
     }
 
@@ -179,25 +155,16 @@ impl BoxCoder {
     /// coder.decode_boxes(&[[0.0; 4]], &anchors, &mut out).unwrap();
     /// assert_eq!(out, anchors);
     /// ```
-    pub fn decode_boxes(
-        &self,
-        codes: &[[f32; 4]],
-        anchors: &[BoxXyxy],
-        out: &mut [BoxXyxy],
-    ) -> Result<()> {
+    pub fn decode_boxes(&self, codes: &[[f32; 4]], anchors: &[BoxXyxy], out: &mut [BoxXyxy]) -> Result<()> {
         check_len("box codes", anchors.len(), codes.len())?;
         check_len("decode output", anchors.len(), out.len())?;
-        out.par_chunks_mut(CODE_CHUNK)
-            .zip(
-                codes
-                    .par_chunks(CODE_CHUNK)
-                    .zip(anchors.par_chunks(CODE_CHUNK)),
-            )
-            .for_each(|(o, (c, a))| {
+        out.par_chunks_mut(CODE_CHUNK).zip(codes.par_chunks(CODE_CHUNK).zip(anchors.par_chunks(CODE_CHUNK))).for_each(
+            |(o, (c, a))| {
                 for ((o, c), a) in o.iter_mut().zip(c).zip(a) {
                     *o = self.decode(c, a);
                 }
-            });
+            },
+        );
         Ok(())
     }
 
@@ -207,12 +174,7 @@ impl BoxCoder {
     /// # Errors
     /// [`AnchorError::Length`] when `codes.len()` is not a multiple of `anchors.len()` or
     /// `out.len() != codes.len()`.
-    pub fn decode_batch(
-        &self,
-        codes: &[[f32; 4]],
-        anchors: &[BoxXyxy],
-        out: &mut [BoxXyxy],
-    ) -> Result<()> {
+    pub fn decode_batch(&self, codes: &[[f32; 4]], anchors: &[BoxXyxy], out: &mut [BoxXyxy]) -> Result<()> {
         check_len("decode output", codes.len(), out.len())?;
         if anchors.is_empty() {
             return check_len("box codes", 0, codes.len());
@@ -224,10 +186,7 @@ impl BoxCoder {
                 got: codes.len(),
             });
         }
-        for (c, o) in codes
-            .chunks(anchors.len())
-            .zip(out.chunks_mut(anchors.len()))
-        {
+        for (c, o) in codes.chunks(anchors.len()).zip(out.chunks_mut(anchors.len())) {
             self.decode_boxes(c, anchors, o)?;
         }
         Ok(())
@@ -249,10 +208,7 @@ mod tests {
         let c = BoxCoder::retinanet();
         let b = c.decode(&[0.0, 0.0, 100.0, 100.0], &[0.0, 0.0, 16.0, 16.0]);
         let w = BoxCoder::default_clip().exp() * 16.0;
-        assert_eq!(
-            b,
-            [8.0 - 0.5 * w, 8.0 - 0.5 * w, 8.0 + 0.5 * w, 8.0 + 0.5 * w]
-        );
+        assert_eq!(b, [8.0 - 0.5 * w, 8.0 - 0.5 * w, 8.0 + 0.5 * w, 8.0 + 0.5 * w]);
     }
 
     #[test]
@@ -277,13 +233,6 @@ mod tests {
             c.decode_boxes(&[[0.0; 4]], &[[0.0, 0.0, 1.0, 1.0]; 2], &mut out),
             Err(AnchorError::Length { .. })
         ));
-        assert!(
-            c.decode_batch(
-                &[[0.0; 4]; 3],
-                &[[0.0, 0.0, 1.0, 1.0]; 2],
-                &mut [[0.0; 4]; 3]
-            )
-            .is_err()
-        );
+        assert!(c.decode_batch(&[[0.0; 4]; 3], &[[0.0, 0.0, 1.0, 1.0]; 2], &mut [[0.0; 4]; 3]).is_err());
     }
 }

@@ -66,11 +66,7 @@ pub type Result<T> = std::result::Result<T, AnchorError>;
 /// [`AnchorError::Length`] unless `expected == got`.
 pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Result<()> {
     if expected != got {
-        return Err(AnchorError::Length {
-            what,
-            expected,
-            got,
-        });
+        return Err(AnchorError::Length { what, expected, got });
     }
     Ok(())
 }

@@ -75,13 +75,7 @@ impl AnchorConfig {
     pub fn torchvision_retinanet() -> Self {
         let sizes = RETINANET_BASE_SIZES
             .iter()
-            .map(|&x| {
-                vec![
-                    x,
-                    (x * 2f64.powf(1.0 / 3.0)).trunc(),
-                    (x * 2f64.powf(2.0 / 3.0)).trunc(),
-                ]
-            })
+            .map(|&x| vec![x, (x * 2f64.powf(1.0 / 3.0)).trunc(), (x * 2f64.powf(2.0 / 3.0)).trunc()])
             .collect();
         AnchorConfig {
             sizes,
@@ -97,10 +91,8 @@ impl AnchorConfig {
     /// sizes `x * 2^(k/3)` not truncated, size-major cells computed in `f64` without rounding,
     /// strides 8, 16, 32, 64, 128, offset 0.0.
     pub fn detectron2_retinanet() -> Self {
-        let sizes = RETINANET_BASE_SIZES
-            .iter()
-            .map(|&x| vec![x, x * 2f64.powf(1.0 / 3.0), x * 2f64.powf(2.0 / 3.0)])
-            .collect();
+        let sizes =
+            RETINANET_BASE_SIZES.iter().map(|&x| vec![x, x * 2f64.powf(1.0 / 3.0), x * 2f64.powf(2.0 / 3.0)]).collect();
         AnchorConfig {
             sizes,
             aspect_ratios: vec![RETINANET_RATIOS.to_vec(); 5],
@@ -118,11 +110,7 @@ impl AnchorConfig {
 
     /// Anchors per location of each level (`sizes * ratios`).
     pub fn anchors_per_location(&self) -> Vec<usize> {
-        self.sizes
-            .iter()
-            .zip(&self.aspect_ratios)
-            .map(|(s, r)| s.len() * r.len())
-            .collect()
+        self.sizes.iter().zip(&self.aspect_ratios).map(|(s, r)| s.len() * r.len()).collect()
     }
 
     fn validate(&self) -> Result<()> {
@@ -139,11 +127,7 @@ impl AnchorConfig {
         }
         if let Strides::Fixed(s) = &self.strides {
             if s.len() != self.sizes.len() {
-                return bad(format!(
-                    "{} levels of sizes but {} fixed strides",
-                    self.sizes.len(),
-                    s.len()
-                ));
+                return bad(format!("{} levels of sizes but {} fixed strides", self.sizes.len(), s.len()));
             }
             if s.iter().flatten().any(|&v| v == 0) {
                 return bad("a fixed stride is 0".into());
@@ -154,14 +138,10 @@ impl AnchorConfig {
                 return bad(format!("level {level} has no sizes or no aspect ratios"));
             }
             if let Some(s) = sizes.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-                return bad(format!(
-                    "level {level}: size {s} is not finite and positive"
-                ));
+                return bad(format!("level {level}: size {s} is not finite and positive"));
             }
             if let Some(r) = ratios.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
-                return bad(format!(
-                    "level {level}: aspect ratio {r} is not finite and positive"
-                ));
+                return bad(format!("level {level}: aspect ratio {r} is not finite and positive"));
             }
         }
         if !(self.offset.is_finite() && (0.0..1.0).contains(&self.offset)) {
@@ -227,31 +207,12 @@ impl Anchors {
         let chunk_bounds = boxes
             .chunks(ASSIGN_CHUNK)
             .map(|c| {
-                c.iter().fold(
-                    [
-                        f32::INFINITY,
-                        f32::INFINITY,
-                        f32::NEG_INFINITY,
-                        f32::NEG_INFINITY,
-                    ],
-                    |m, b| {
-                        [
-                            m[0].min(b[0]),
-                            m[1].min(b[1]),
-                            m[2].max(b[2]),
-                            m[3].max(b[3]),
-                        ]
-                    },
-                )
+                c.iter().fold([f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY], |m, b| {
+                    [m[0].min(b[0]), m[1].min(b[1]), m[2].max(b[2]), m[3].max(b[3])]
+                })
             })
             .collect();
-        Anchors {
-            boxes,
-            level_starts,
-            columns,
-            areas,
-            chunk_bounds,
-        }
+        Anchors { boxes, level_starts, columns, areas, chunk_bounds }
     }
 
     /// All anchors, level by level.
@@ -276,10 +237,7 @@ impl Anchors {
 
     /// Index range of level `level` (empty when out of range).
     pub fn level_range(&self, level: usize) -> std::ops::Range<usize> {
-        match (
-            self.level_starts.get(level),
-            self.level_starts.get(level + 1),
-        ) {
+        match (self.level_starts.get(level), self.level_starts.get(level + 1)) {
             (Some(&a), Some(&b)) => a..b,
             _ => 0..0,
         }
@@ -328,11 +286,7 @@ impl AnchorGenerator {
             .zip(&config.aspect_ratios)
             .map(|(sizes, ratios)| cell_anchors(sizes, ratios, config.order, config.arithmetic))
             .collect();
-        Ok(AnchorGenerator {
-            config,
-            cells,
-            cache: Mutex::new(HashMap::new()),
-        })
+        Ok(AnchorGenerator { config, cells, cache: Mutex::new(HashMap::new()) })
     }
 
     /// The configuration.
@@ -383,11 +337,7 @@ impl AnchorGenerator {
     ///
     /// # Errors
     /// As [`AnchorGenerator::generate`].
-    pub fn generate_uncached(
-        &self,
-        image_size: [u32; 2],
-        grid_sizes: &[[u32; 2]],
-    ) -> Result<Anchors> {
+    pub fn generate_uncached(&self, image_size: [u32; 2], grid_sizes: &[[u32; 2]]) -> Result<Anchors> {
         if grid_sizes.len() != self.cells.len() {
             return Err(AnchorError::Config(format!(
                 "{} feature maps for {} anchor levels",
@@ -398,9 +348,7 @@ impl AnchorGenerator {
         let mut strides = Vec::with_capacity(grid_sizes.len());
         for (level, grid) in grid_sizes.iter().enumerate() {
             if grid[0] == 0 || grid[1] == 0 {
-                return Err(AnchorError::Config(format!(
-                    "level {level}: grid size {grid:?} has a zero side"
-                )));
+                return Err(AnchorError::Config(format!("level {level}: grid size {grid:?} has a zero side")));
             }
             let stride = match &self.config.strides {
                 Strides::FromImage => {
@@ -415,11 +363,8 @@ impl AnchorGenerator {
             };
             strides.push(stride);
         }
-        let total: usize = grid_sizes
-            .iter()
-            .zip(&self.cells)
-            .map(|(g, c)| g[0] as usize * g[1] as usize * c.len())
-            .sum();
+        let total: usize =
+            grid_sizes.iter().zip(&self.cells).map(|(g, c)| g[0] as usize * g[1] as usize * c.len()).sum();
         let mut boxes = Vec::with_capacity(total);
         let mut level_starts = vec![0];
         for ((grid, stride), cells) in grid_sizes.iter().zip(&strides).zip(&self.cells) {
@@ -430,11 +375,7 @@ impl AnchorGenerator {
                 let sy = ((y as f64 + offset) * stride[0] as f64) as f32;
                 for x in 0..grid[1] {
                     let sx = ((x as f64 + offset) * stride[1] as f64) as f32;
-                    boxes.extend(
-                        cells
-                            .iter()
-                            .map(|c| [sx + c[0], sy + c[1], sx + c[2], sy + c[3]]),
-                    );
+                    boxes.extend(cells.iter().map(|c| [sx + c[0], sy + c[1], sx + c[2], sy + c[3]]));
                 }
             }
             level_starts.push(boxes.len());
@@ -444,12 +385,7 @@ impl AnchorGenerator {
 }
 
 /// The zero-centred anchors of one level, in the configured order and arithmetic.
-fn cell_anchors(
-    sizes: &[f64],
-    ratios: &[f64],
-    order: CellOrder,
-    arithmetic: CellArithmetic,
-) -> Vec<BoxXyxy> {
+fn cell_anchors(sizes: &[f64], ratios: &[f64], order: CellOrder, arithmetic: CellArithmetic) -> Vec<BoxXyxy> {
     let one = |size: f64, ratio: f64| -> BoxXyxy {
         match arithmetic {
             CellArithmetic::TorchvisionF32Rounded => {
@@ -504,14 +440,8 @@ mod tests {
     #[test]
     fn mismatched_levels_is_an_error() {
         let g = AnchorGenerator::new(AnchorConfig::torchvision_retinanet()).unwrap();
-        assert!(matches!(
-            g.generate([64, 64], &[[8, 8]]),
-            Err(AnchorError::Config(_))
-        ));
-        assert!(matches!(
-            g.generate([64, 64], &[[8, 8], [4, 4], [2, 2], [1, 1], [0, 1]]),
-            Err(AnchorError::Config(_))
-        ));
+        assert!(matches!(g.generate([64, 64], &[[8, 8]]), Err(AnchorError::Config(_))));
+        assert!(matches!(g.generate([64, 64], &[[8, 8], [4, 4], [2, 2], [1, 1], [0, 1]]), Err(AnchorError::Config(_))));
     }
 
     #[test]
@@ -530,15 +460,7 @@ mod tests {
         let cells = &g.cell_anchors()[0];
         // size 32, ratio 0.5: w = sqrt(1024 / 0.5) = 45.254..., h = 22.627...
         let w = (2048f64).sqrt();
-        assert_eq!(
-            cells[0],
-            [
-                (-w / 2.0) as f32,
-                (-w / 4.0) as f32,
-                (w / 2.0) as f32,
-                (w / 4.0) as f32
-            ]
-        );
+        assert_eq!(cells[0], [(-w / 2.0) as f32, (-w / 4.0) as f32, (w / 2.0) as f32, (w / 4.0) as f32]);
         // then size 32, ratio 1
         assert_eq!(cells[1], [-16.0, -16.0, 16.0, 16.0]);
     }
@@ -549,9 +471,7 @@ mod tests {
         config.offset = 0.5;
         let g = AnchorGenerator::new(config).unwrap();
         // Strides are fixed (8 at P3) whatever the image size.
-        let a = g
-            .generate_uncached([100, 100], &[[2, 3], [1, 2], [1, 1], [1, 1], [1, 1]])
-            .unwrap();
+        let a = g.generate_uncached([100, 100], &[[2, 3], [1, 2], [1, 1], [1, 1], [1, 1]]).unwrap();
         let cells = &g.cell_anchors()[0];
         let per_location = cells.len();
         // Location (y = 1, x = 2) of P3: centre ((2 + 0.5) * 8, (1 + 0.5) * 8) = (20, 12).
@@ -565,9 +485,6 @@ mod tests {
     fn bad_offset_is_an_error() {
         let mut c = AnchorConfig::torchvision_retinanet();
         c.offset = 1.5;
-        assert!(matches!(
-            AnchorGenerator::new(c),
-            Err(AnchorError::Parameter { .. })
-        ));
+        assert!(matches!(AnchorGenerator::new(c), Err(AnchorError::Parameter { .. })));
     }
 }

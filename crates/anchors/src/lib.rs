@@ -48,15 +48,11 @@ pub mod nms;
 pub mod postprocess;
 pub mod synthetic;
 
-pub use assign::{
-    AssignedTargets, GroundTruth, ImageTargets, TargetAssigner, assign_image_reference,
-};
+pub use assign::{AssignedTargets, GroundTruth, ImageTargets, TargetAssigner, assign_image_reference};
 pub use boxes::{BoxXyxy, box_iou, generalized_box_iou};
 pub use coder::BoxCoder;
 pub use error::{AnchorError, Result};
 pub use generator::{AnchorConfig, AnchorGenerator, Anchors, CellArithmetic, CellOrder, Strides};
 pub use matcher::Matcher;
 pub use nms::{NmsOptions, batched_nms, nms, nms_with_options};
-pub use postprocess::{
-    Detections, LevelOutputs, PostprocessConfig, postprocess_batch, postprocess_image,
-};
+pub use postprocess::{Detections, LevelOutputs, PostprocessConfig, postprocess_batch, postprocess_image};

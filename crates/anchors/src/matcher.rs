@@ -58,20 +58,12 @@ impl Matcher {
                 expected: "a number <= the high threshold (and the high threshold not NaN)",
             });
         }
-        Ok(Matcher {
-            high: high as f32,
-            low: low as f32,
-            allow_low_quality_matches,
-        })
+        Ok(Matcher { high: high as f32, low: low as f32, allow_low_quality_matches })
     }
 
     /// RetinaNet: foreground at IoU >= 0.5, background below 0.4, low-quality matches on.
     pub fn retinanet() -> Self {
-        Matcher {
-            high: 0.5,
-            low: 0.4,
-            allow_low_quality_matches: true,
-        }
+        Matcher { high: 0.5, low: 0.4, allow_low_quality_matches: true }
     }
 
     /// The foreground threshold.
@@ -112,13 +104,7 @@ impl Matcher {
     /// # Errors
     /// [`AnchorError::Length`] when `quality.len() != num_gt * num_pred` or
     /// `out.len() != num_pred`.
-    pub fn match_quality_matrix(
-        &self,
-        quality: &[f32],
-        num_gt: usize,
-        num_pred: usize,
-        out: &mut [i32],
-    ) -> Result<()> {
+    pub fn match_quality_matrix(&self, quality: &[f32], num_gt: usize, num_pred: usize, out: &mut [i32]) -> Result<()> {
         if quality.len() != num_gt * num_pred {
             return Err(AnchorError::Length {
                 what: "quality matrix",
@@ -127,11 +113,7 @@ impl Matcher {
             });
         }
         if out.len() != num_pred {
-            return Err(AnchorError::Length {
-                what: "matches output",
-                expected: num_pred,
-                got: out.len(),
-            });
+            return Err(AnchorError::Length { what: "matches output", expected: num_pred, got: out.len() });
         }
         if num_gt == 0 {
             out.fill(BACKGROUND);
@@ -189,18 +171,14 @@ mod tests {
         // gt 0's best is 0.3 at anchors 0 and 2 (a tie); anchor 2's own best gt is 1.
         let q = [0.3, 0.1, 0.3, 0.0, 0.2, 0.35];
         let mut out = [0; 3];
-        Matcher::retinanet()
-            .match_quality_matrix(&q, 2, 3, &mut out)
-            .unwrap();
+        Matcher::retinanet().match_quality_matrix(&q, 2, 3, &mut out).unwrap();
         assert_eq!(out, [0, BACKGROUND, 1]);
     }
 
     #[test]
     fn no_ground_truth_is_all_background() {
         let mut out = [7; 4];
-        Matcher::retinanet()
-            .match_quality_matrix(&[], 0, 4, &mut out)
-            .unwrap();
+        Matcher::retinanet().match_quality_matrix(&[], 0, 4, &mut out).unwrap();
         assert_eq!(out, [BACKGROUND; 4]);
     }
 
@@ -208,20 +186,13 @@ mod tests {
     fn nan_quality_matches_like_torch_max() {
         let q = [0.9, f32::NAN];
         let mut out = [0; 1];
-        Matcher::new(0.5, 0.4, false)
-            .unwrap()
-            .match_quality_matrix(&q, 2, 1, &mut out)
-            .unwrap();
+        Matcher::new(0.5, 0.4, false).unwrap().match_quality_matrix(&q, 2, 1, &mut out).unwrap();
         assert_eq!(out, [1]);
     }
 
     #[test]
     fn wrong_sizes_are_an_error() {
         let mut out = [0; 2];
-        assert!(
-            Matcher::retinanet()
-                .match_quality_matrix(&[0.0; 3], 2, 2, &mut out)
-                .is_err()
-        );
+        assert!(Matcher::retinanet().match_quality_matrix(&[0.0; 3], 2, 2, &mut out).is_err());
     }
 }

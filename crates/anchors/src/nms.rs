@@ -44,12 +44,7 @@ pub struct NmsOptions {
 impl NmsOptions {
     /// Only an IoU threshold.
     pub fn new(iou_threshold: f64) -> Self {
-        NmsOptions {
-            iou_threshold,
-            score_threshold: None,
-            pre_topk: None,
-            max_keep: None,
-        }
+        NmsOptions { iou_threshold, score_threshold: None, pre_topk: None, max_keep: None }
     }
 }
 
@@ -74,18 +69,8 @@ pub fn nms(boxes: &[BoxXyxy], scores: &[f32], iou_threshold: f64) -> Result<Vec<
 ///
 /// # Errors
 /// As [`nms`], and [`AnchorError::Length`] when `classes.len() != boxes.len()`.
-pub fn batched_nms(
-    boxes: &[BoxXyxy],
-    scores: &[f32],
-    classes: &[i32],
-    iou_threshold: f64,
-) -> Result<Vec<usize>> {
-    nms_with_options(
-        boxes,
-        scores,
-        Some(classes),
-        &NmsOptions::new(iou_threshold),
-    )
+pub fn batched_nms(boxes: &[BoxXyxy], scores: &[f32], classes: &[i32], iou_threshold: f64) -> Result<Vec<usize>> {
+    nms_with_options(boxes, scores, Some(classes), &NmsOptions::new(iou_threshold))
 }
 
 /// NMS (class-aware when `classes` is given) with a score threshold, a top-k pre-selection and
@@ -123,17 +108,10 @@ pub fn nms_with_options(
         None => greedy(Columns::gather(boxes, &candidates, |_| 0.0), threshold),
         Some(classes) if candidates.len() <= COORDINATE_TRICK_MAX_BOXES => {
             // torch.max over every coordinate of the boxes passed (NaN propagates).
-            let max_coordinate =
-                candidates
-                    .iter()
-                    .flat_map(|&i| boxes[i])
-                    .fold(f32::NEG_INFINITY, |m, v| {
-                        if v.is_nan() || m.is_nan() {
-                            f32::NAN
-                        } else {
-                            m.max(v)
-                        }
-                    });
+            let max_coordinate = candidates
+                .iter()
+                .flat_map(|&i| boxes[i])
+                .fold(f32::NEG_INFINITY, |m, v| if v.is_nan() || m.is_nan() { f32::NAN } else { m.max(v) });
             let shift = |i: usize| classes[i] as f32 * (max_coordinate + 1.0);
             greedy(Columns::gather(boxes, &candidates, shift), threshold)
         }
@@ -146,13 +124,7 @@ pub fn nms_with_options(
 }
 
 /// Per-class NMS in parallel, merged by descending score (ties by index).
-fn per_class(
-    boxes: &[BoxXyxy],
-    scores: &[f32],
-    classes: &[i32],
-    sorted: &[usize],
-    threshold: f32,
-) -> Vec<usize> {
+fn per_class(boxes: &[BoxXyxy], scores: &[f32], classes: &[i32], sorted: &[usize], threshold: f32) -> Vec<usize> {
     let mut by_class: Vec<(i32, usize)> = sorted.iter().map(|&i| (classes[i], i)).collect();
     // Stable: within a class the score order (and index order among ties) is kept.
     by_class.sort_by_key(|&(c, _)| c);
@@ -171,11 +143,7 @@ fn per_class(
 /// The largest `f32` `t` with `x > t  <=>  x as f64 > threshold` for every `f32` `x`.
 fn f32_threshold(threshold: f64) -> f32 {
     let t = threshold as f32;
-    if t as f64 > threshold {
-        t.next_down()
-    } else {
-        t
-    }
+    if t as f64 > threshold { t.next_down() } else { t }
 }
 
 /// Sorts indices by descending score, NaN first, ties by index.
@@ -194,11 +162,7 @@ pub(crate) fn score_key(s: f32) -> u32 {
     let bits = s.to_bits();
     // An unsigned key rising with the value (+inf maps to 0xff80_0000), then reversed; every
     // number's reversed key is at least 0x007f_ffff, above NaN's 0.
-    let rising = if bits >> 31 == 1 {
-        !bits
-    } else {
-        bits | 0x8000_0000
-    };
+    let rising = if bits >> 31 == 1 { !bits } else { bits | 0x8000_0000 };
     !rising
 }
 
@@ -225,11 +189,7 @@ impl Columns {
         };
         for &i in order {
             let s = shift(i);
-            let b = if s == 0.0 {
-                boxes[i]
-            } else {
-                boxes[i].map(|v| v + s)
-            };
+            let b = if s == 0.0 { boxes[i] } else { boxes[i].map(|v| v + s) };
             c.x1.push(b[0]);
             c.y1.push(b[1]);
             c.x2.push(b[2]);
@@ -254,14 +214,7 @@ fn std_min(a: f32, b: f32) -> f32 {
 
 /// Greedy NMS over candidates already in score order; returns kept input indices in order.
 fn greedy(columns: Columns, threshold: f32) -> Vec<usize> {
-    let Columns {
-        mut x1,
-        mut y1,
-        mut x2,
-        mut y2,
-        mut area,
-        mut index,
-    } = columns;
+    let Columns { mut x1, mut y1, mut x2, mut y2, mut area, mut index } = columns;
     let mut removed = vec![0u8; index.len()];
     let mut keep = Vec::new();
     let mut pos = 0;
@@ -275,13 +228,8 @@ fn greedy(columns: Columns, threshold: f32) -> Vec<usize> {
         keep.push(index[pos]);
         let kept = [x1[pos], y1[pos], x2[pos], y2[pos], area[pos]];
         let rest = pos + 1..index.len();
-        let candidates = [
-            &x1[rest.clone()],
-            &y1[rest.clone()],
-            &x2[rest.clone()],
-            &y2[rest.clone()],
-            &area[rest.clone()],
-        ];
+        let candidates =
+            [&x1[rest.clone()], &y1[rest.clone()], &x2[rest.clone()], &y2[rest.clone()], &area[rest.clone()]];
         let newly = suppress(kept, candidates, &mut removed[rest], threshold);
         removed_after_pos += newly;
         pos += 1;
@@ -326,29 +274,17 @@ fn suppress(kept: [f32; 5], candidates: [&[f32]; 5], removed: &mut [u8], thresho
 /// [`suppress_body`] compiled with AVX2 (no FMA, so the same `f32` results).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn suppress_avx2(
-    kept: [f32; 5],
-    candidates: [&[f32]; 5],
-    removed: &mut [u8],
-    threshold: f32,
-) -> usize {
+fn suppress_avx2(kept: [f32; 5], candidates: [&[f32]; 5], removed: &mut [u8], threshold: f32) -> usize {
     suppress_body(kept, candidates, removed, threshold)
 }
 
 /// The overlap test of torchvision's CPU kernel, branch-free over contiguous columns.
 #[inline(always)]
-fn suppress_body(
-    kept: [f32; 5],
-    candidates: [&[f32]; 5],
-    removed: &mut [u8],
-    threshold: f32,
-) -> usize {
+fn suppress_body(kept: [f32; 5], candidates: [&[f32]; 5], removed: &mut [u8], threshold: f32) -> usize {
     let [ix1, iy1, ix2, iy2, iarea] = kept;
     let [x1, y1, x2, y2, area] = candidates;
     let mut newly = 0usize;
-    for (((((r, &jx1), &jy1), &jx2), &jy2), &ja) in
-        removed.iter_mut().zip(x1).zip(y1).zip(x2).zip(y2).zip(area)
-    {
+    for (((((r, &jx1), &jy1), &jx2), &jy2), &ja) in removed.iter_mut().zip(x1).zip(y1).zip(x2).zip(y2).zip(area) {
         let w = std_max(0.0, std_min(ix2, jx2) - std_max(ix1, jx1));
         let h = std_max(0.0, std_min(iy2, jy2) - std_max(iy1, jy1));
         let inter = w * h;
@@ -375,10 +311,7 @@ pub fn nms_reference(boxes: &[BoxXyxy], scores: &[f32], iou_threshold: f64) -> R
             _ => sb.partial_cmp(&sa).unwrap_or(Ordering::Equal),
         }
     });
-    let areas: Vec<f32> = boxes
-        .iter()
-        .map(|b| (b[2] - b[0]) * (b[3] - b[1]))
-        .collect();
+    let areas: Vec<f32> = boxes.iter().map(|b| (b[2] - b[0]) * (b[3] - b[1])).collect();
     let mut suppressed = vec![false; boxes.len()];
     let mut keep = Vec::new();
     for (oi, &i) in order.iter().enumerate() {
@@ -425,15 +358,7 @@ mod tests {
 
     #[test]
     fn score_key_orders_like_torch_descending() {
-        let s = [
-            1.0f32,
-            f32::NAN,
-            -0.0,
-            0.0,
-            f32::INFINITY,
-            -3.0,
-            f32::NEG_INFINITY,
-        ];
+        let s = [1.0f32, f32::NAN, -0.0, 0.0, f32::INFINITY, -3.0, f32::NEG_INFINITY];
         let mut idx: Vec<usize> = (0..s.len()).collect();
         sort_by_score(&mut idx, &s);
         assert_eq!(idx, [1, 4, 0, 2, 3, 5, 6]);
@@ -441,11 +366,7 @@ mod tests {
 
     #[test]
     fn equal_scores_keep_input_order() {
-        let boxes = [
-            [0.0f32, 0.0, 1.0, 1.0],
-            [5.0, 5.0, 6.0, 6.0],
-            [0.0, 0.0, 1.0, 1.0],
-        ];
+        let boxes = [[0.0f32, 0.0, 1.0, 1.0], [5.0, 5.0, 6.0, 6.0], [0.0, 0.0, 1.0, 1.0]];
         assert_eq!(nms(&boxes, &[0.5, 0.5, 0.5], 0.5).unwrap(), [0, 1]);
     }
 
@@ -458,20 +379,10 @@ mod tests {
 
     #[test]
     fn options_filter_and_cap() {
-        let boxes: Vec<BoxXyxy> = (0..10)
-            .map(|i| [i as f32 * 10.0, 0.0, i as f32 * 10.0 + 5.0, 5.0])
-            .collect();
+        let boxes: Vec<BoxXyxy> = (0..10).map(|i| [i as f32 * 10.0, 0.0, i as f32 * 10.0 + 5.0, 5.0]).collect();
         let scores: Vec<f32> = (0..10).map(|i| i as f32 / 10.0).collect();
-        let opts = NmsOptions {
-            iou_threshold: 0.5,
-            score_threshold: Some(0.25),
-            pre_topk: Some(5),
-            max_keep: Some(3),
-        };
-        assert_eq!(
-            nms_with_options(&boxes, &scores, None, &opts).unwrap(),
-            [9, 8, 7]
-        );
+        let opts = NmsOptions { iou_threshold: 0.5, score_threshold: Some(0.25), pre_topk: Some(5), max_keep: Some(3) };
+        assert_eq!(nms_with_options(&boxes, &scores, None, &opts).unwrap(), [9, 8, 7]);
     }
 
     #[test]

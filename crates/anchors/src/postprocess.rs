@@ -50,10 +50,7 @@ impl PostprocessConfig {
 
     /// detectron2's RetinaNet: as torchvision but 100 detections per image.
     pub fn detectron2_retinanet() -> Self {
-        PostprocessConfig {
-            detections_per_image: 100,
-            ..Self::torchvision_retinanet()
-        }
+        PostprocessConfig { detections_per_image: 100, ..Self::torchvision_retinanet() }
     }
 }
 
@@ -152,8 +149,7 @@ pub fn postprocess_batch(
                 .map(|l| {
                     let r = anchors.level_range(l);
                     LevelOutputs {
-                        logits: &logits
-                            [(i * a + r.start) * num_classes..(i * a + r.end) * num_classes],
+                        logits: &logits[(i * a + r.start) * num_classes..(i * a + r.end) * num_classes],
                         regression: &regression[i * a + r.start..i * a + r.end],
                         anchors: &anchors.boxes()[r],
                     }
@@ -164,17 +160,9 @@ pub fn postprocess_batch(
         .collect()
 }
 
-fn validate(
-    levels: &[LevelOutputs<'_>],
-    num_classes: usize,
-    config: &PostprocessConfig,
-) -> Result<()> {
+fn validate(levels: &[LevelOutputs<'_>], num_classes: usize, config: &PostprocessConfig) -> Result<()> {
     if num_classes == 0 {
-        return Err(AnchorError::Parameter {
-            name: "num_classes",
-            value: 0.0,
-            expected: "at least 1",
-        });
+        return Err(AnchorError::Parameter { name: "num_classes", value: 0.0, expected: "at least 1" });
     }
     if config.nms_threshold.is_nan() || config.score_threshold.is_nan() {
         return Err(AnchorError::Parameter {
@@ -184,16 +172,8 @@ fn validate(
         });
     }
     for level in levels {
-        check_len(
-            "level regression",
-            level.anchors.len(),
-            level.regression.len(),
-        )?;
-        check_len(
-            "level logits",
-            level.anchors.len() * num_classes,
-            level.logits.len(),
-        )?;
+        check_len("level regression", level.anchors.len(), level.regression.len())?;
+        check_len("level logits", level.anchors.len() * num_classes, level.logits.len())?;
     }
     Ok(())
 }
@@ -208,11 +188,7 @@ fn sigmoid(x: f32) -> f32 {
 fn top_candidates(logits: &[f32], config: &PostprocessConfig) -> Vec<(f32, usize)> {
     let t = config.score_threshold;
     // Skip the exp for logits far below the threshold's logit; the exact test follows.
-    let prefilter = if t > 0.0 && t < 1.0 {
-        (t / (1.0 - t)).ln() - 1e-2
-    } else {
-        f32::NEG_INFINITY
-    };
+    let prefilter = if t > 0.0 && t < 1.0 { (t / (1.0 - t)).ln() - 1e-2 } else { f32::NEG_INFINITY };
     let mut cands: Vec<(f32, usize)> = logits
         .iter()
         .enumerate()

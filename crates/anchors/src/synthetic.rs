@@ -41,21 +41,12 @@ impl SplitMix64 {
 
 /// `n` boxes with top-left corners uniform in `[0, extent)^2` and sides uniform in
 /// `[min_side, max_side)`, like ground truth in an `extent` x `extent` image.
-pub fn random_boxes(
-    seed: u64,
-    n: usize,
-    extent: f32,
-    min_side: f32,
-    max_side: f32,
-) -> Vec<BoxXyxy> {
+pub fn random_boxes(seed: u64, n: usize, extent: f32, min_side: f32, max_side: f32) -> Vec<BoxXyxy> {
     let mut rng = SplitMix64::new(seed);
     (0..n)
         .map(|_| {
             let (x, y) = (rng.uniform(0.0, extent), rng.uniform(0.0, extent));
-            let (w, h) = (
-                rng.uniform(min_side, max_side),
-                rng.uniform(min_side, max_side),
-            );
+            let (w, h) = (rng.uniform(min_side, max_side), rng.uniform(min_side, max_side));
             [x, y, x + w, y + h]
         })
         .collect()
@@ -63,12 +54,7 @@ pub fn random_boxes(
 
 /// Detector-like output: `n` boxes in clusters of about 10 around `n / 10` objects (jittered by
 /// up to 15% of the object size), scores uniform in `[0, 1)`, classes in `0..num_classes`.
-pub fn clustered_detections(
-    seed: u64,
-    n: usize,
-    extent: f32,
-    num_classes: u32,
-) -> (Vec<BoxXyxy>, Vec<f32>, Vec<i32>) {
+pub fn clustered_detections(seed: u64, n: usize, extent: f32, num_classes: u32) -> (Vec<BoxXyxy>, Vec<f32>, Vec<i32>) {
     let objects = random_boxes(seed ^ 0x5eed, n.div_ceil(10).max(1), extent, 16.0, 256.0);
     let mut rng = SplitMix64::new(seed);
     let mut boxes = Vec::with_capacity(n);
@@ -92,7 +78,5 @@ pub fn clustered_detections(
 /// `n` regression codes with components uniform in `[-spread, spread)`.
 pub fn random_codes(seed: u64, n: usize, spread: f32) -> Vec<[f32; 4]> {
     let mut rng = SplitMix64::new(seed);
-    (0..n)
-        .map(|_| std::array::from_fn(|_| rng.uniform(-spread, spread)))
-        .collect()
+    (0..n).map(|_| std::array::from_fn(|_| rng.uniform(-spread, spread))).collect()
 }

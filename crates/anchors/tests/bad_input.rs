@@ -1,8 +1,8 @@
 //! Bad input gives an error value or a documented result, never a panic.
 
 use anchors::{
-    AnchorError, Anchors, BoxCoder, GroundTruth, LevelOutputs, PostprocessConfig, TargetAssigner,
-    batched_nms, box_iou, nms, postprocess_image,
+    AnchorError, Anchors, BoxCoder, GroundTruth, LevelOutputs, PostprocessConfig, TargetAssigner, batched_nms, box_iou,
+    nms, postprocess_image,
 };
 
 fn two_anchors() -> Anchors {
@@ -11,46 +11,24 @@ fn two_anchors() -> Anchors {
 
 #[test]
 fn degenerate_ground_truth_box_is_an_error() {
-    let gt = GroundTruth {
-        boxes: &[[5.0, 0.0, 4.0, 10.0]],
-        labels: &[0],
-    };
-    let err = TargetAssigner::retinanet()
-        .assign(&two_anchors(), &[gt])
-        .unwrap_err();
-    assert!(
-        matches!(err, AnchorError::InvalidBox { index: 0, .. }),
-        "{err}"
-    );
+    let gt = GroundTruth { boxes: &[[5.0, 0.0, 4.0, 10.0]], labels: &[0] };
+    let err = TargetAssigner::retinanet().assign(&two_anchors(), &[gt]).unwrap_err();
+    assert!(matches!(err, AnchorError::InvalidBox { index: 0, .. }), "{err}");
 }
 
 #[test]
 fn nan_ground_truth_box_is_an_error() {
-    let gt = GroundTruth {
-        boxes: &[[0.0, 0.0, 4.0, 4.0], [0.0, f32::NAN, 4.0, 10.0]],
-        labels: &[0, 1],
-    };
-    let err = TargetAssigner::retinanet()
-        .assign(&two_anchors(), &[gt])
-        .unwrap_err();
-    assert!(
-        matches!(err, AnchorError::InvalidBox { index: 1, .. }),
-        "{err}"
-    );
+    let gt = GroundTruth { boxes: &[[0.0, 0.0, 4.0, 4.0], [0.0, f32::NAN, 4.0, 10.0]], labels: &[0, 1] };
+    let err = TargetAssigner::retinanet().assign(&two_anchors(), &[gt]).unwrap_err();
+    assert!(matches!(err, AnchorError::InvalidBox { index: 1, .. }), "{err}");
 }
 
 #[test]
 fn labels_out_of_range_are_an_error() {
-    let assigner = TargetAssigner {
-        num_classes: Some(3),
-        ..TargetAssigner::retinanet()
-    };
+    let assigner = TargetAssigner { num_classes: Some(3), ..TargetAssigner::retinanet() };
     for label in [-1, 3] {
         let labels = [label];
-        let gt = GroundTruth {
-            boxes: &[[0.0, 0.0, 4.0, 4.0]],
-            labels: &labels,
-        };
+        let gt = GroundTruth { boxes: &[[0.0, 0.0, 4.0, 4.0]], labels: &labels };
         let err = assigner.assign(&two_anchors(), &[gt]).unwrap_err();
         assert!(matches!(err, AnchorError::Label { index: 0, .. }), "{err}");
     }
@@ -58,29 +36,16 @@ fn labels_out_of_range_are_an_error() {
 
 #[test]
 fn mismatched_boxes_and_labels_are_an_error() {
-    let gt = GroundTruth {
-        boxes: &[[0.0, 0.0, 4.0, 4.0]],
-        labels: &[],
-    };
-    let err = TargetAssigner::retinanet()
-        .assign(&two_anchors(), &[gt])
-        .unwrap_err();
+    let gt = GroundTruth { boxes: &[[0.0, 0.0, 4.0, 4.0]], labels: &[] };
+    let err = TargetAssigner::retinanet().assign(&two_anchors(), &[gt]).unwrap_err();
     assert!(matches!(err, AnchorError::Length { .. }), "{err}");
 }
 
 #[test]
 fn image_without_boxes_is_all_background() {
-    let empty = GroundTruth {
-        boxes: &[],
-        labels: &[],
-    };
-    let one = GroundTruth {
-        boxes: &[[0.0, 0.0, 10.0, 10.0]],
-        labels: &[2],
-    };
-    let t = TargetAssigner::retinanet()
-        .assign(&two_anchors(), &[empty, one])
-        .unwrap();
+    let empty = GroundTruth { boxes: &[], labels: &[] };
+    let one = GroundTruth { boxes: &[[0.0, 0.0, 10.0, 10.0]], labels: &[2] };
+    let t = TargetAssigner::retinanet().assign(&two_anchors(), &[empty, one]).unwrap();
     assert_eq!(t.labels(), &[-1, -1, 2, -1]);
     assert_eq!(t.num_foreground(), &[0, 1]);
     assert_eq!(t.regression()[0], [0.0; 4]);
@@ -89,16 +54,11 @@ fn image_without_boxes_is_all_background() {
 #[test]
 fn no_anchors_and_no_images_give_empty_targets() {
     let anchors = Anchors::from_boxes(vec![]).unwrap();
-    let gt = GroundTruth {
-        boxes: &[[0.0, 0.0, 4.0, 4.0]],
-        labels: &[0],
-    };
+    let gt = GroundTruth { boxes: &[[0.0, 0.0, 4.0, 4.0]], labels: &[0] };
     let t = TargetAssigner::retinanet().assign(&anchors, &[gt]).unwrap();
     assert!(t.labels().is_empty());
     assert_eq!(t.num_foreground(), &[0]);
-    let t = TargetAssigner::retinanet()
-        .assign(&two_anchors(), &[])
-        .unwrap();
+    let t = TargetAssigner::retinanet().assign(&two_anchors(), &[]).unwrap();
     assert!(t.labels().is_empty());
 }
 
@@ -126,28 +86,18 @@ fn nan_coordinates_give_nan_iou_and_are_never_suppressed() {
 fn nan_scores_sort_first_like_torch() {
     let b = [[0.0f32, 0.0, 1.0, 1.0], [5.0, 5.0, 6.0, 6.0]];
     assert_eq!(nms(&b, &[0.5, f32::NAN], 0.5).unwrap(), [1, 0]);
-    assert_eq!(
-        batched_nms(&b, &[0.5, f32::NAN], &[0, 0], 0.5).unwrap(),
-        [1, 0]
-    );
+    assert_eq!(batched_nms(&b, &[0.5, f32::NAN], &[0, 0], 0.5).unwrap(), [1, 0]);
 }
 
 #[test]
 fn postprocess_rejects_mismatched_levels_and_zero_classes() {
     let anchors = [[0.0f32, 0.0, 10.0, 10.0]];
-    let level = LevelOutputs {
-        logits: &[1.0, 2.0],
-        regression: &[[0.0; 4]],
-        anchors: &anchors,
-    };
+    let level = LevelOutputs { logits: &[1.0, 2.0], regression: &[[0.0; 4]], anchors: &anchors };
     let c = PostprocessConfig::default();
     let coder = BoxCoder::retinanet();
     assert!(postprocess_image(&[level], 3, [32, 32], &coder, &c).is_err());
     assert!(postprocess_image(&[level], 0, [32, 32], &coder, &c).is_err());
-    let nan_logits = LevelOutputs {
-        logits: &[f32::NAN, 2.0],
-        ..level
-    };
+    let nan_logits = LevelOutputs { logits: &[f32::NAN, 2.0], ..level };
     let d = postprocess_image(&[nan_logits], 2, [32, 32], &coder, &c).unwrap();
     assert_eq!(d.labels, [1]); // a NaN score is never above the threshold
 }
@@ -158,10 +108,7 @@ fn ground_truth_outside_every_anchor_makes_every_anchor_foreground_like_torchvis
     // anchor's own best match (documented in `anchors::matcher`).
     let anchors = two_anchors();
     let boxes = [[500.0, 500.0, 510.0, 510.0], [0.0, 0.0, 10.0, 9.0]];
-    let gt = GroundTruth {
-        boxes: &boxes,
-        labels: &[4, 6],
-    };
+    let gt = GroundTruth { boxes: &boxes, labels: &[4, 6] };
     let assigner = TargetAssigner::retinanet();
     let t = assigner.assign(&anchors, &[gt]).unwrap();
     let reference = anchors::assign_image_reference(&assigner, anchors.boxes(), &gt).unwrap();

@@ -4,10 +4,7 @@
 mod common;
 
 use anchors::boxes::iou;
-use anchors::{
-    AnchorConfig, AnchorGenerator, Anchors, GroundTruth, Matcher, TargetAssigner,
-    assign_image_reference,
-};
+use anchors::{AnchorConfig, AnchorGenerator, Anchors, GroundTruth, Matcher, TargetAssigner, assign_image_reference};
 use common::{box_strategy, prop_config};
 use proptest::prelude::*;
 use std::sync::{Arc, OnceLock};
@@ -26,10 +23,7 @@ fn layout() -> Arc<Anchors> {
 fn images() -> impl Strategy<Value = Vec<(Vec<[f32; 4]>, Vec<i32>)>> {
     proptest::collection::vec(
         (0usize..12).prop_flat_map(|n| {
-            (
-                proptest::collection::vec(box_strategy(128.0, 2.0, 90.0), n),
-                proptest::collection::vec(0i32..5, n),
-            )
+            (proptest::collection::vec(box_strategy(128.0, 2.0, 90.0), n), proptest::collection::vec(0i32..5, n))
         }),
         1..4,
     )

@@ -8,8 +8,8 @@ use super::{Options, Row, measure_interleaved, print_table, python_has, run_pyth
 use anchors::nms::nms_reference;
 use anchors::synthetic::{clustered_detections, random_boxes, random_codes};
 use anchors::{
-    AnchorConfig, AnchorGenerator, AssignedTargets, BoxCoder, GroundTruth, TargetAssigner,
-    assign_image_reference, batched_nms, nms,
+    AnchorConfig, AnchorGenerator, AssignedTargets, BoxCoder, GroundTruth, TargetAssigner, assign_image_reference,
+    batched_nms, nms,
 };
 use anyhow::{Context, Result, ensure};
 
@@ -22,9 +22,7 @@ pub const NMS_COUNTS: [usize; 2] = [1_000, 10_000];
 
 /// Runs the suite and prints its table.
 pub fn run(opts: &Options) -> Result<Vec<Row>> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads)
-        .build()?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(opts.threads).build()?;
     pool.install(|| run_in_pool(opts))
 }
 
@@ -43,17 +41,9 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
     let coder = BoxCoder::retinanet();
     let gts: Vec<(Vec<[f32; 4]>, Vec<i32>)> = GT_COUNTS
         .iter()
-        .map(|&m| {
-            (
-                random_boxes(m as u64, m, 700.0, 16.0, 400.0),
-                (0..m as i32).map(|i| i % 80).collect(),
-            )
-        })
+        .map(|&m| (random_boxes(m as u64, m, 700.0, 16.0, 400.0), (0..m as i32).map(|i| i % 80).collect()))
         .collect();
-    let scenes: Vec<_> = NMS_COUNTS
-        .iter()
-        .map(|&n| clustered_detections(n as u64, n, 800.0, 80))
-        .collect();
+    let scenes: Vec<_> = NMS_COUNTS.iter().map(|&n| clustered_detections(n as u64, n, 800.0, 80)).collect();
     let codes = random_codes(7, a, 1.0);
 
     // Correctness first: fused assignment equals the matrix reference, fast NMS equals the
@@ -63,21 +53,12 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
         let gt = GroundTruth { boxes, labels };
         let t = assigner.assign(&anchors, &[gt])?;
         let reference = assign_image_reference(&assigner, anchors.boxes(), &gt)?;
-        ensure!(
-            t.matched_gt() == &reference.matched_gt[..],
-            "fused assignment differs from the reference"
-        );
-        ensure!(
-            t.regression() == &reference.regression[..],
-            "fused regression differs from the reference"
-        );
+        ensure!(t.matched_gt() == &reference.matched_gt[..], "fused assignment differs from the reference");
+        ensure!(t.regression() == &reference.regression[..], "fused regression differs from the reference");
         targets.push(t);
     }
     for (boxes, scores, _) in &scenes {
-        ensure!(
-            nms(boxes, scores, 0.5)? == nms_reference(boxes, scores, 0.5)?,
-            "fast NMS differs from the reference"
-        );
+        ensure!(nms(boxes, scores, 0.5)? == nms_reference(boxes, scores, 0.5)?, "fast NMS differs from the reference");
     }
 
     let mut names: Vec<Named> = Vec::new();
@@ -95,9 +76,7 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
             let (anchors, assigner) = (&anchors, &assigner);
             impls.push(Box::new(move || {
                 let gt = GroundTruth { boxes, labels };
-                assigner
-                    .assign_into(anchors, &[gt], t)
-                    .expect("valid inputs");
+                assigner.assign_into(anchors, &[gt], t).expect("valid inputs");
             }));
             names.push(Named {
                 group: "assign_targets",
@@ -112,12 +91,7 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
         }
         for (boxes, scores, classes) in &scenes {
             let n = boxes.len();
-            names.push(Named {
-                group: "nms",
-                implementation: "ours".into(),
-                shape: format!("{n} boxes"),
-                bytes: 0.0,
-            });
+            names.push(Named { group: "nms", implementation: "ours".into(), shape: format!("{n} boxes"), bytes: 0.0 });
             impls.push(Box::new(move || {
                 nms(boxes, scores, 0.5).expect("valid inputs");
             }));
@@ -138,15 +112,8 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
             bytes: (a * 48) as f64,
         });
         let (codes, anchors, coder, decoded) = (&codes, &anchors, &coder, &mut decoded);
-        impls.push(Box::new(move || {
-            coder
-                .decode_boxes(codes, anchors.boxes(), decoded)
-                .expect("valid inputs")
-        }));
-        let mut refs: Vec<&mut dyn FnMut()> = impls
-            .iter_mut()
-            .map(|f| f.as_mut() as &mut dyn FnMut())
-            .collect();
+        impls.push(Box::new(move || coder.decode_boxes(codes, anchors.boxes(), decoded).expect("valid inputs")));
+        let mut refs: Vec<&mut dyn FnMut()> = impls.iter_mut().map(|f| f.as_mut() as &mut dyn FnMut()).collect();
         measure_interleaved(&mut refs, opts.budget_s())
     };
     let mut rows: Vec<Row> = names
@@ -168,19 +135,13 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
         let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes);
         write("anchors.f32", bytemuck::cast_slice(anchors.boxes()))?;
         for (boxes, _) in &gts {
-            write(
-                &format!("gt{}.f32", boxes.len()),
-                bytemuck::cast_slice(boxes),
-            )?;
+            write(&format!("gt{}.f32", boxes.len()), bytemuck::cast_slice(boxes))?;
         }
         for (boxes, scores, classes) in &scenes {
             let n = boxes.len();
             write(&format!("nms{n}_boxes.f32"), bytemuck::cast_slice(boxes))?;
             write(&format!("nms{n}_scores.f32"), bytemuck::cast_slice(scores))?;
-            write(
-                &format!("nms{n}_classes.i32"),
-                bytemuck::cast_slice(classes),
-            )?;
+            write(&format!("nms{n}_classes.i32"), bytemuck::cast_slice(classes))?;
         }
         write("codes.f32", bytemuck::cast_slice(&codes))?;
         let args = [
@@ -195,27 +156,14 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
         // torchvision's answers on the same inputs must equal ours.
         for ((boxes, _), t) in gts.iter().zip(&targets) {
             let raw = std::fs::read(dir.join(format!("tv_matched{}.i32", boxes.len())))?;
-            let theirs: &[i32] =
-                bytemuck::try_cast_slice(&raw).map_err(|e| anyhow::anyhow!("{e}"))?;
-            ensure!(
-                theirs == t.matched_gt(),
-                "torchvision's matches differ from ours for {} boxes",
-                boxes.len()
-            );
+            let theirs: &[i32] = bytemuck::try_cast_slice(&raw).map_err(|e| anyhow::anyhow!("{e}"))?;
+            ensure!(theirs == t.matched_gt(), "torchvision's matches differ from ours for {} boxes", boxes.len());
         }
         for (boxes, scores, _) in &scenes {
             let raw = std::fs::read(dir.join(format!("tv_nms{}.i64", boxes.len())))?;
-            let theirs: &[i64] =
-                bytemuck::try_cast_slice(&raw).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let ours: Vec<i64> = nms(boxes, scores, 0.5)?
-                .into_iter()
-                .map(|i| i as i64)
-                .collect();
-            ensure!(
-                theirs == &ours[..],
-                "torchvision's NMS keeps differ from ours for {} boxes",
-                boxes.len()
-            );
+            let theirs: &[i64] = bytemuck::try_cast_slice(&raw).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let ours: Vec<i64> = nms(boxes, scores, 0.5)?.into_iter().map(|i| i as i64).collect();
+            ensure!(theirs == &ours[..], "torchvision's NMS keeps differ from ours for {} boxes", boxes.len());
         }
         std::fs::remove_dir_all(&dir).context("removing the bench inputs")?;
         rows.extend(tv);
@@ -226,9 +174,7 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
             super::python()
         );
     }
-    rows.sort_by(|x, y| {
-        (x.group.as_str(), x.shape.as_str()).cmp(&(y.group.as_str(), y.shape.as_str()))
-    });
+    rows.sort_by(|x, y| (x.group.as_str(), x.shape.as_str()).cmp(&(y.group.as_str(), y.shape.as_str())));
     print_table(
         "anchors: target assignment, NMS, decoding (CPU)",
         &rows,

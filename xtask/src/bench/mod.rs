@@ -34,11 +34,7 @@ pub struct Row {
 impl Row {
     /// Throughput in GB/s (1e9 bytes), from the bytes the operation must move.
     pub fn gbytes_per_s(&self) -> f64 {
-        if self.median_s > 0.0 {
-            self.bytes / self.median_s / 1e9
-        } else {
-            0.0
-        }
+        if self.median_s > 0.0 { self.bytes / self.median_s / 1e9 } else { 0.0 }
     }
 
     fn to_json(&self) -> serde_json::Value {
@@ -76,20 +72,14 @@ impl Options {
                 "--quick" => opts.quick = true,
                 "--json" => opts.json = Some(it.next().context("--json needs a file name")?.into()),
                 "--threads" => {
-                    opts.threads = it
-                        .next()
-                        .context("--threads needs a number")?
-                        .parse()
-                        .context("--threads N")?
+                    opts.threads = it.next().context("--threads needs a number")?.parse().context("--threads N")?
                 }
                 s if s.starts_with('-') => bail!("unknown option `{s}`"),
                 s => opts.suites.push(s.to_string()),
             }
         }
         if opts.threads == 0 {
-            opts.threads = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1);
+            opts.threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         }
         Ok(opts)
     }
@@ -135,11 +125,7 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
+    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
 }
 
 /// The Python interpreter for baselines: `$FOCAL_PYTHON`, else `python3`.
@@ -171,11 +157,8 @@ pub fn run_python_rows(script: &str, args: &[String]) -> Result<Vec<Row>> {
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().context("baseline printed nothing")?;
-    let parsed: serde_json::Value =
-        serde_json::from_str(last).context("baseline output is not JSON")?;
-    let rows = parsed
-        .as_array()
-        .context("baseline output is not a JSON list")?;
+    let parsed: serde_json::Value = serde_json::from_str(last).context("baseline output is not JSON")?;
+    let rows = parsed.as_array().context("baseline output is not a JSON list")?;
     rows.iter()
         .map(|r| {
             Ok(Row {
@@ -192,10 +175,7 @@ pub fn run_python_rows(script: &str, args: &[String]) -> Result<Vec<Row>> {
 
 /// The workspace root (the parent of `xtask/`).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
 }
 
 /// Prints rows as a table: for each (group, shape), every implementation's median, GB/s and
@@ -221,13 +201,9 @@ pub fn print_table(title: &str, rows: &[Row], references: &[&str]) {
             row.gbytes_per_s()
         );
         for r in &refs {
-            let base = rows
-                .iter()
-                .find(|b| b.group == row.group && b.shape == row.shape && b.implementation == *r);
+            let base = rows.iter().find(|b| b.group == row.group && b.shape == row.shape && b.implementation == *r);
             match base {
-                Some(b) if b.median_s > 0.0 => {
-                    line.push_str(&format!(" {:.2} |", row.median_s / b.median_s))
-                }
+                Some(b) if b.median_s > 0.0 => line.push_str(&format!(" {:.2} |", row.median_s / b.median_s)),
                 _ => line.push_str(" - |"),
             }
         }
@@ -258,8 +234,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if let Some(path) = &opts.json {
         let json = serde_json::Value::Array(all.iter().map(Row::to_json).collect());
-        std::fs::write(path, serde_json::to_string_pretty(&json)?)
-            .with_context(|| format!("writing {path:?}"))?;
+        std::fs::write(path, serde_json::to_string_pretty(&json)?).with_context(|| format!("writing {path:?}"))?;
         println!("\nrows written to {}", path.display());
     }
     Ok(())

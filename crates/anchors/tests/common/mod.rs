@@ -23,11 +23,7 @@ pub fn f32s(v: &Value) -> Vec<f32> {
 }
 
 pub fn i64s(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_i64().expect("integer"))
-        .collect()
+    v.as_array().expect("array").iter().map(|x| x.as_i64().expect("integer")).collect()
 }
 
 pub fn i32s(v: &Value) -> Vec<i32> {
@@ -39,10 +35,7 @@ pub fn usizes(v: &Value) -> Vec<usize> {
 }
 
 pub fn boxes(v: &Value) -> Vec<[f32; 4]> {
-    f32s(v)
-        .chunks_exact(4)
-        .map(|c| [c[0], c[1], c[2], c[3]])
-        .collect()
+    f32s(v).chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect()
 }
 
 /// Bitwise equality (NaN equals NaN), naming the first mismatch.
@@ -80,21 +73,11 @@ pub fn prop_config(cases: u32) -> proptest::test_runner::Config {
 
 /// A strategy for valid boxes inside `[0, extent]^2` with sides in `[min_side, max_side]`,
 /// coordinates quantised to 1/8 px (so exact ties happen).
-pub fn box_strategy(
-    extent: f32,
-    min_side: f32,
-    max_side: f32,
-) -> impl proptest::strategy::Strategy<Value = [f32; 4]> {
+pub fn box_strategy(extent: f32, min_side: f32, max_side: f32) -> impl proptest::strategy::Strategy<Value = [f32; 4]> {
     use proptest::prelude::*;
     let q = |v: f32| (v * 8.0).round() / 8.0;
-    (
-        0.0..extent,
-        0.0..extent,
-        min_side..max_side,
-        min_side..max_side,
-    )
-        .prop_map(move |(x, y, w, h)| {
-            let (x, y) = (q(x), q(y));
-            [x, y, x + q(w).max(min_side), y + q(h).max(min_side)]
-        })
+    (0.0..extent, 0.0..extent, min_side..max_side, min_side..max_side).prop_map(move |(x, y, w, h)| {
+        let (x, y) = (q(x), q(y));
+        [x, y, x + q(w).max(min_side), y + q(h).max(min_side)]
+    })
 }
