@@ -5,7 +5,9 @@ wrote (raw little-endian f32/i32 files in --dir):
   `Matcher(0.5, 0.4, allow_low_quality_matches=True)`, and the same plus
   `BoxCoder.encode_single` of the foreground anchors (what our fused call also produces);
 * `torchvision.ops.nms` (the C++ CPU kernel) and `batched_nms`;
-* `BoxCoder.decode_single` with weights (1, 1, 1, 1).
+* `BoxCoder.decode_single` with weights (1, 1, 1, 1);
+* `RetinaNet.postprocess_detections` (threshold 0.05, top 1000 per level, batched NMS 0.5, 300
+  kept) on one image.
 
 Prints one JSON list of rows on its last line. Run by `cargo xtask bench` with `$FOCAL_PYTHON`.
 """
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 import torchvision
 from torchvision.models.detection import _utils as det_utils
+from torchvision.models.detection.retinanet import RetinaNet
 from torchvision.ops import boxes as box_ops
 
 
@@ -96,6 +99,34 @@ def main():
         timed(lambda: coder.decode_single(codes, anchors), args.budget),
         float(a * 48),
     )
+    # RetinaNet.postprocess_detections on one image: per-level head outputs [1, HWA, C].
+    num_classes = 80
+    logits = load(f"{d}/head_logits.f32", np.float32, (1, a, num_classes))
+    regression = load(f"{d}/head_regression.f32", np.float32, (1, a, 4))
+    per_level = [h * w * 9 for h, w in ((100, 100), (50, 50), (25, 25), (13, 13), (7, 7))]
+    assert sum(per_level) == a
+
+    class Holder:  # the attributes postprocess_detections reads
+        score_thresh, nms_thresh, detections_per_img, topk_candidates = 0.05, 0.5, 300, 1000
+        box_coder = coder
+
+    head = {
+        "cls_logits": list(logits.split(per_level, dim=1)),
+        "bbox_regression": list(regression.split(per_level, dim=1)),
+    }
+    split_anchors = [list(anchors.split(per_level))]
+
+    def post():
+        return RetinaNet.postprocess_detections(Holder(), head, split_anchors, [(800, 800)])
+
+    row(
+        "retinanet_postprocess",
+        "torchvision RetinaNet.postprocess_detections",
+        f"1 x {a} anchors x {num_classes} classes",
+        timed(post, args.budget),
+        float(a * (num_classes + 4) * 4),
+    )
+    post()[0]["labels"].numpy().astype(np.int64).tofile(f"{d}/tv_post_labels.i64")
     print(json.dumps(rows))
 
 

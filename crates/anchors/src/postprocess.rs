@@ -93,8 +93,9 @@ pub fn postprocess_image(
     let mut boxes = Vec::new();
     let mut scores = Vec::new();
     let mut labels = Vec::new();
-    for level in levels {
-        for (score, flat) in top_candidates(level.logits, config) {
+    let per_level: Vec<Vec<(f32, usize)>> = levels.par_iter().map(|l| top_candidates(l.logits, config)).collect();
+    for (level, candidates) in levels.iter().zip(per_level) {
+        for (score, flat) in candidates {
             let anchor = flat / num_classes;
             let b = coder.decode(&level.regression[anchor], &level.anchors[anchor]);
             boxes.push(clip_box(b, height, width));
@@ -178,6 +179,9 @@ fn validate(levels: &[LevelOutputs<'_>], num_classes: usize, config: &Postproces
     Ok(())
 }
 
+/// Logits per parallel task when scanning a level for candidates.
+const SCAN_CHUNK: usize = 1 << 16;
+
 #[inline]
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
@@ -189,13 +193,15 @@ fn top_candidates(logits: &[f32], config: &PostprocessConfig) -> Vec<(f32, usize
     let t = config.score_threshold;
     // Skip the exp for logits far below the threshold's logit; the exact test follows.
     let prefilter = if t > 0.0 && t < 1.0 { (t / (1.0 - t)).ln() - 1e-2 } else { f32::NEG_INFINITY };
+    // Chunks scanned in parallel, collected in index order.
     let mut cands: Vec<(f32, usize)> = logits
-        .iter()
+        .par_chunks(SCAN_CHUNK)
         .enumerate()
-        .filter(|&(_, &x)| x > prefilter)
-        .filter_map(|(i, &x)| {
-            let s = sigmoid(x);
-            (s > t).then_some((s, i))
+        .flat_map_iter(|(c, chunk)| {
+            chunk.iter().enumerate().filter(|&(_, &x)| x > prefilter).filter_map(move |(i, &x)| {
+                let s = sigmoid(x);
+                (s > t).then_some((s, c * SCAN_CHUNK + i))
+            })
         })
         .collect();
     let k = config.topk_candidates;

@@ -1,4 +1,5 @@
-//! The anchors suite: target assignment, NMS and box decoding on RetinaNet-sized inputs, ours
+//! The anchors suite: target assignment, NMS, box decoding and RetinaNet post-processing on
+//! RetinaNet-sized inputs, ours
 //! beside torchvision on the CPU with the same threads, measured in one run.
 //!
 //! Before any time is shown, our matches and NMS keep lists are compared with torchvision's on
@@ -6,10 +7,10 @@
 
 use super::{Options, Row, measure_interleaved, print_table, python_has, run_python_rows};
 use anchors::nms::nms_reference;
-use anchors::synthetic::{clustered_detections, random_boxes, random_codes};
+use anchors::synthetic::{SplitMix64, clustered_detections, random_boxes, random_codes};
 use anchors::{
-    AnchorConfig, AnchorGenerator, AssignedTargets, BoxCoder, GroundTruth, TargetAssigner, assign_image_reference,
-    batched_nms, nms,
+    AnchorConfig, AnchorGenerator, AssignedTargets, BoxCoder, GroundTruth, PostprocessConfig, TargetAssigner,
+    assign_image_reference, batched_nms, nms, postprocess_batch,
 };
 use anyhow::{Context, Result, ensure};
 
@@ -19,6 +20,19 @@ pub const RETINANET_800_GRIDS: [[u32; 2]; 5] = [[100, 100], [50, 50], [25, 25], 
 pub const GT_COUNTS: [usize; 2] = [10, 100];
 /// Boxes in the NMS rows.
 pub const NMS_COUNTS: [usize; 2] = [1_000, 10_000];
+
+/// COCO classes, for the post-processing row.
+pub const COCO_CLASSES: usize = 80;
+
+/// Seeded head outputs `[A, C]` logits and `[A]` regression codes like a trained RetinaNet's:
+/// 0.2% of the logits spread over [-3, 3), the rest in [-9, -3) (below the 0.05 threshold).
+fn head_outputs(anchors: usize, classes: usize, seed: u64) -> (Vec<f32>, Vec<[f32; 4]>) {
+    let mut rng = SplitMix64::new(seed);
+    let logits = (0..anchors * classes)
+        .map(|_| if rng.below(1000) < 2 { rng.uniform(-3.0, 3.0) } else { rng.uniform(-9.0, -3.0) })
+        .collect();
+    (logits, random_codes(seed + 1, anchors, 0.5))
+}
 
 /// Runs the suite and prints its table.
 pub fn run(opts: &Options) -> Result<Vec<Row>> {
@@ -45,6 +59,9 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
         .collect();
     let scenes: Vec<_> = NMS_COUNTS.iter().map(|&n| clustered_detections(n as u64, n, 800.0, 80)).collect();
     let codes = random_codes(7, a, 1.0);
+    let (head_logits, head_regression) = head_outputs(a, COCO_CLASSES, 11);
+    let image_size = [800u32, 800];
+    let postprocess_config = PostprocessConfig::torchvision_retinanet();
 
     // Correctness first: fused assignment equals the matrix reference, fast NMS equals the
     // kernel-shaped reference.
@@ -111,8 +128,19 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
             shape: format!("{a} boxes"),
             bytes: (a * 48) as f64,
         });
+        names.push(Named {
+            group: "retinanet_postprocess",
+            implementation: "ours".into(),
+            shape: format!("1 x {a} anchors x {COCO_CLASSES} classes"),
+            bytes: (a * (COCO_CLASSES + 4) * 4) as f64,
+        });
+        let (logits, regression, config) = (&head_logits, &head_regression, &postprocess_config);
         let (codes, anchors, coder, decoded) = (&codes, &anchors, &coder, &mut decoded);
         impls.push(Box::new(move || coder.decode_boxes(codes, anchors.boxes(), decoded).expect("valid inputs")));
+        impls.push(Box::new(move || {
+            postprocess_batch(logits, regression, anchors, COCO_CLASSES, &[image_size], coder, config)
+                .expect("valid inputs");
+        }));
         let mut refs: Vec<&mut dyn FnMut()> = impls.iter_mut().map(|f| f.as_mut() as &mut dyn FnMut()).collect();
         measure_interleaved(&mut refs, opts.budget_s())
     };
@@ -144,6 +172,8 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
             write(&format!("nms{n}_classes.i32"), bytemuck::cast_slice(classes))?;
         }
         write("codes.f32", bytemuck::cast_slice(&codes))?;
+        write("head_logits.f32", bytemuck::cast_slice(&head_logits))?;
+        write("head_regression.f32", bytemuck::cast_slice(&head_regression))?;
         let args = [
             "--dir".to_string(),
             dir.display().to_string(),
@@ -165,6 +195,19 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
             let ours: Vec<i64> = nms(boxes, scores, 0.5)?.into_iter().map(|i| i as i64).collect();
             ensure!(theirs == &ours[..], "torchvision's NMS keeps differ from ours for {} boxes", boxes.len());
         }
+        let dets = postprocess_batch(
+            &head_logits,
+            &head_regression,
+            &anchors,
+            COCO_CLASSES,
+            &[image_size],
+            &coder,
+            &postprocess_config,
+        )?;
+        let raw = std::fs::read(dir.join("tv_post_labels.i64"))?;
+        let theirs: &[i64] = bytemuck::try_cast_slice(&raw).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let ours: Vec<i64> = dets[0].labels.iter().map(|&l| l as i64).collect();
+        ensure!(theirs == &ours[..], "torchvision's post-processed detections differ from ours");
         std::fs::remove_dir_all(&dir).context("removing the bench inputs")?;
         rows.extend(tv);
         println!("\nanchors: our matches and NMS keeps equal torchvision's on these inputs");
@@ -183,6 +226,7 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
             "torchvision nms (C++)",
             "torchvision batched_nms",
             "torchvision BoxCoder.decode_single",
+            "torchvision RetinaNet.postprocess_detections",
         ],
     );
     Ok(rows)
