@@ -13,7 +13,6 @@
 //! * [`coder`]: `BoxCoder` encode/decode with weights and the `ln(1000/16)` clamp.
 //! * [`nms`]: greedy and class-aware NMS with torchvision's keep order.
 //! * [`postprocess`]: RetinaNet's detection post-processing.
-//! * [`synthetic`]: seeded synthetic scenes for benchmarks and tests.
 //!
 //! # Example
 //! ```
@@ -46,7 +45,6 @@ pub mod generator;
 pub mod matcher;
 pub mod nms;
 pub mod postprocess;
-pub mod synthetic;
 
 pub use assign::{AssignedTargets, GroundTruth, ImageTargets, TargetAssigner, assign_image_reference};
 pub use boxes::{BoxXyxy, box_iou, generalized_box_iou};
