@@ -47,6 +47,7 @@ pub mod coder;
 pub mod error;
 pub mod generator;
 pub mod matcher;
+mod math;
 pub mod nms;
 pub mod postprocess;
 
