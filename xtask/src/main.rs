@@ -2,10 +2,13 @@
 
 use anyhow::{Result, bail};
 
+mod build_kernels;
+
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  bench [--quick] [--json FILE]   throughput table: our paths, the memory floor, torchvision";
+  bench [--quick] [--json FILE]   throughput table: our paths, the memory floor, torchvision
+  build-kernels [--check]         kernels/*.cu -> PTX + manifest for focal-cuda (pinned nvcc 13.0)";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,9 +21,7 @@ fn main() -> Result<()> {
             println!("{USAGE}");
             Ok(())
         }
-        other => bail!(
-            "unknown command `{other}`\n\n{USAGE}{}",
-            if rest.is_empty() { "" } else { "" }
-        ),
+        "build-kernels" => build_kernels::main(rest),
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
 }

@@ -1,0 +1,4 @@
+//! Fused focal loss kernels for NVIDIA GPUs.
+#![warn(missing_docs)]
+
+pub mod ptx;

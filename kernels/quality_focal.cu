@@ -1,0 +1,27 @@
+// Quality focal loss (Li et al. 2020, generalized focal loss), fused forward and backward, soft
+// targets y in [0, 1]. As in focal_core::reference::quality_focal_element, in f32:
+//   L = |p - y|^beta BCE(x, y),
+//   dL/dx = beta |p - y|^(beta - 1) sign(p - y) p (1 - p) BCE + |p - y|^beta (p - y),
+// the first term taken as 0 where p = y. beta travels in LossArgs::gamma.
+#include "elementwise.cuh"
+
+namespace focal {
+
+struct QualityFocal {
+    static constexpr bool kSparse = false;
+
+    __device__ __forceinline__ static LossGrad dense(const LossArgs& a, float x, float y, uint32_t) {
+        const Sigmoid s = sigmoid_parts(x);
+        const float beta = a.gamma;
+        const float ce = y * s.sp_neg + (1.0f - y) * s.sp_pos;
+        // p - y = (1 - y) p - y (1 - p): exact at y = 0 and y = 1.
+        const float d = (1.0f - y) * s.p - y * s.pm;
+        const float db = pow_nonneg(fabsf(d), beta);
+        const float first = d != 0.0f ? beta * db / d * s.p * s.pm * ce : 0.0f;
+        return {db * ce, first + db * d};
+    }
+};
+
+}  // namespace focal
+
+FOCAL_ELEMENTWISE_ENTRIES(quality_focal, focal::QualityFocal)
