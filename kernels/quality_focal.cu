@@ -7,6 +7,16 @@
 
 namespace focal {
 
+// sigmoid(x) - y in f64, rounded once to f32.
+__device__ __forceinline__ float precise_sigmoid_minus(float x, float y) {
+    const double e = exp(-fabs(double(x)));
+    const double big = 1.0 / (1.0 + e);
+    const double small = e * big;
+    const double p = x >= 0.0f ? big : small;
+    const double pm = x >= 0.0f ? small : big;
+    return float((1.0 - double(y)) * p - double(y) * pm);
+}
+
 struct QualityFocal {
     static constexpr bool kSparse = false;
 
@@ -15,7 +25,11 @@ struct QualityFocal {
         const float beta = a.gamma;
         const float ce = y * s.sp_neg + (1.0f - y) * s.sp_pos;
         // p - y = (1 - y) p - y (1 - p): exact at y = 0 and y = 1.
-        const float d = (1.0f - y) * s.p - y * s.pm;
+        float d = (1.0f - y) * s.p - y * s.pm;
+        // Near p = y the difference cancels: an f32 p carries ~1e-7 p of error, which
+        // |d|^(beta - 1) turns into a large relative error when beta < 1 (and d^beta into one for
+        // any beta). Where more than 4 bits cancel (rare), recompute p - y from an f64 sigmoid.
+        if (fabsf(d) < 0.0625f * fmaxf(s.p, y)) d = precise_sigmoid_minus(x, y);
         const float db = pow_nonneg(fabsf(d), beta);
         const float first = d != 0.0f ? beta * db / d * s.p * s.pm * ce : 0.0f;
         return {db * ce, first + db * d};

@@ -64,8 +64,10 @@ __device__ __forceinline__ void softmax_focal(const LossArgs& a) {
                 s = (m == -INFINITY ? 0.0f : s * expf(m - mm)) + (m2 == -INFINITY ? 0.0f : s2 * expf(m2 - mm));
                 m = mm;
             }
-            const float lse = m + logf(s);
-            const float logp = xy - lse;
+            // log p_j = (x_j - m) - log(s): never form m + log(s), which loses log(s) when |m|
+            // is large (ulp(1e4) ~ 1e-3), and x_j - m is exact when x_j is near m.
+            const float log_s = logf(s);
+            const float logp = (xy - m) - log_s;
             const float py = expf(logp);
             const float q = -expm1f(logp);
             const float qg = pow_nonneg(q, a.gamma);
@@ -75,7 +77,7 @@ __device__ __forceinline__ void softmax_focal(const LossArgs& a) {
             const float loss = -alpha * qg * logp;
             const float gscale = scale * a.upstream;
             for (uint32_t j = lane; j < classes; j += 32) {
-                const float pj = expf(to_f32(logits[base + j]) - lse);
+                const float pj = expf((to_f32(logits[base + j]) - m) - log_s);
                 const float delta = j == uint32_t(label) ? 1.0f : 0.0f;
                 if (grad) grad[base + j] = from_f32<G>(coef * (delta - pj) * gscale);
                 if (a.elementwise) a.elementwise[base + j] = j == uint32_t(label) ? loss : 0.0f;

@@ -187,3 +187,33 @@ inline float __int_as_float(int v) {
     std::memcpy(&f, &v, 4);
     return f;
 }
+
+// ---- the kernel registry: name -> a function that runs the kernel on a by-value argument ----
+
+#include <functional>
+#include <map>
+#include <string>
+#include <type_traits>
+
+namespace focal_emu {
+
+using Entry = std::function<void(const void* args)>;
+
+inline std::map<std::string, Entry>& registry() {
+    static std::map<std::string, Entry> kernels;
+    return kernels;
+}
+
+struct Registrar {
+    template <class Args>
+    Registrar(const char* name, void (*kernel)(Args)) {
+        registry()[name] = [kernel](const void* args) {
+            kernel(*static_cast<const std::remove_cvref_t<Args>*>(args));
+        };
+    }
+};
+
+}  // namespace focal_emu
+
+#define FOCAL_EMU_REGISTER(name) \
+    static const focal_emu::Registrar focal_emu_registrar_##name(#name, &name);

@@ -1,4 +1,16 @@
 //! Fused focal loss kernels for NVIDIA GPUs.
 #![warn(missing_docs)]
 
+mod args;
+pub mod error;
+pub mod plan;
 pub mod ptx;
+pub mod verify;
+
+#[cfg(test)]
+mod emulation;
+#[cfg(test)]
+mod kernel_tests;
+
+pub use error::{CudaError, Result};
+pub use plan::{Dims, Dtype, Normalization, Objective, TargetKind, Weights};
