@@ -194,7 +194,7 @@ impl HostWorkspace {
             alpha: vec![f32::NAN; dims.classes.max(1)],
         }
     }
-    fn ptrs(&mut self) -> WorkspacePtrs {
+    pub(crate) fn ptrs(&mut self) -> WorkspacePtrs {
         WorkspacePtrs {
             partials: self.partials.as_mut_ptr() as u64,
             counts: self.counts.as_mut_ptr() as u64,

@@ -82,6 +82,16 @@ fn check<T: Element, G: Element>(
     ) {
         panic!("{context}: {m}");
     }
+    let elementwise: Vec<f64> = out.elementwise.iter().map(|&v| f64::from(v)).collect();
+    if let Err(m) = verify::compare(
+        "elementwise",
+        &elementwise,
+        &want.elementwise,
+        Tolerance::F32,
+        1.0,
+    ) {
+        panic!("{context}: {m}");
+    }
     assert_eq!(
         out.loss_f32.to_bits(),
         (out.loss as f32).to_bits(),
@@ -264,3 +274,159 @@ fn quality_focal_matches_reference<T: Element, G: Element>() {
     }
 }
 per_dtype!(quality_focal, quality_focal_matches_reference);
+
+/// A plan run on the host with explicit buffers, for the properties below.
+fn run_sigmoid_sparse(
+    logits: &[f32],
+    labels: &[i32],
+    dims: Dims,
+    misalign: bool,
+) -> crate::emulation::EmulatedOutput<f32> {
+    let emu = emulator().expect("checked by the caller");
+    run_case(
+        emu,
+        &Objective::SigmoidFocal(FocalParams::retinanet()),
+        dims,
+        Dtype::F32,
+        Dtype::F32,
+        logits,
+        &CaseTarget::Sparse(labels.to_vec()),
+        Normalization::ForegroundPerImage,
+        1.0,
+        f32::NAN,
+        misalign,
+    )
+    .expect("a valid request")
+}
+
+#[test]
+fn nan_logit_gives_nan_gradient_and_loss() {
+    if emulator().is_none() {
+        return;
+    }
+    let dims = Dims::new(1, 5, 3);
+    let mut logits = vec![0.5f32; 15];
+    logits[7] = f32::NAN;
+    let out = run_sigmoid_sparse(&logits, &[0, -1, 2, -1, 1], dims, false);
+    assert!(out.grad[7].is_nan(), "NaN in must give NaN out");
+    assert!(
+        out.grad
+            .iter()
+            .enumerate()
+            .all(|(i, g)| i == 7 || g.is_finite())
+    );
+    assert!(out.loss.is_nan());
+}
+
+#[test]
+fn out_of_range_label_is_flagged_with_its_row() {
+    if emulator().is_none() {
+        return;
+    }
+    let dims = Dims::new(1, 4, 3);
+    let out = run_sigmoid_sparse(&[0.25f32; 12], &[0, -1, 3, -7], dims, false);
+    assert_eq!(out.first_bad_row, 2);
+    assert!(out.grad[6..12].iter().all(|g| g.is_nan()));
+    assert!(out.grad[..6].iter().all(|g| g.is_finite()));
+}
+
+#[test]
+fn ignored_anchors_get_zero_gradient() {
+    if emulator().is_none() {
+        return;
+    }
+    let dims = Dims::new(1, 3, 4);
+    let out = run_sigmoid_sparse(&[3.0f32; 12], &[-2, 1, -2], dims, false);
+    assert!(
+        out.grad[..4]
+            .iter()
+            .chain(&out.grad[8..])
+            .all(|&g| g == 0.0)
+    );
+    assert!(out.grad[4..8].iter().all(|&g| g != 0.0));
+}
+
+#[test]
+fn scalar_path_and_repeated_runs_are_bit_identical() {
+    if emulator().is_none() {
+        return;
+    }
+    // Two grid-stride tiles and a tail: 2 * 1000 * 9 = 18000 elements.
+    let dims = Dims::new(2, 1000, 9);
+    let mut rng = Rng::new(11);
+    let logits = verify::random_logits::<f32>(&mut rng, dims.numel());
+    let labels = verify::random_labels(&mut rng, dims.rows(), dims.classes, false);
+    let vector = run_sigmoid_sparse(&logits, &labels, dims, false);
+    let scalar = run_sigmoid_sparse(&logits, &labels, dims, true);
+    let again = run_sigmoid_sparse(&logits, &labels, dims, false);
+    for other in [&scalar, &again] {
+        assert_eq!(other.loss.to_bits(), vector.loss.to_bits());
+        assert!(
+            other
+                .grad
+                .iter()
+                .zip(&vector.grad)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+    }
+}
+
+#[test]
+fn gradient_in_place_over_logits_matches_separate_buffer() {
+    let Some(emu) = emulator() else { return };
+    let dims = Dims::new(2, 300, 7);
+    let mut rng = Rng::new(5);
+    let logits = verify::random_logits::<bf16>(&mut rng, dims.numel());
+    let labels = verify::random_labels(&mut rng, dims.rows(), dims.classes, true);
+    let objective = Objective::SoftmaxFocal(FocalParams::retinanet());
+    for objective in [objective, Objective::SigmoidFocal(FocalParams::retinanet())] {
+        let target = CaseTarget::Sparse(labels.clone());
+        let separate = run_case(
+            emu,
+            &objective,
+            dims,
+            Dtype::Bf16,
+            Dtype::Bf16,
+            &logits,
+            &target,
+            Normalization::Sum,
+            1.0,
+            bf16::NAN,
+            false,
+        )
+        .unwrap();
+        let mut x = logits.clone();
+        let mut ws = crate::emulation::HostWorkspace::new(dims);
+        let bufs = crate::plan::Buffers {
+            logits: x.as_mut_ptr() as u64,
+            grad: x.as_mut_ptr() as u64,
+            labels: labels.as_ptr() as u64,
+            ..Default::default()
+        };
+        let req = crate::plan::Request {
+            objective: &objective,
+            dims,
+            input: Dtype::Bf16,
+            grad: Dtype::Bf16,
+            target: target.kind(),
+            normalization: Normalization::Sum,
+            upstream: 1.0,
+        };
+        emu.run(&crate::plan::plan(&req, &bufs, &ws.ptrs()).unwrap());
+        assert!(
+            x.iter()
+                .zip(&separate.grad)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{objective:?}"
+        );
+    }
+}
+
+#[test]
+fn empty_input_is_a_zero_loss() {
+    if emulator().is_none() {
+        return;
+    }
+    let out = run_sigmoid_sparse(&[], &[], Dims::new(2, 0, 80), false);
+    assert_eq!(out.loss, 0.0);
+}

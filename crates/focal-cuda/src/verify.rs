@@ -291,6 +291,9 @@ pub fn random_dense(rng: &mut Rng, dims: Dims, weights: Weights) -> CaseTarget {
     }
 }
 
+/// One image's (scaled loss, scaled gradient, elementwise losses).
+type ImageResult = focal_core::Result<(f64, Vec<f64>, Vec<f64>)>;
+
 /// The reference result of a case: reduced loss, and `upstream * d loss / d logits`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Expected {
@@ -298,6 +301,9 @@ pub struct Expected {
     pub loss: f64,
     /// The gradient, row-major like the logits.
     pub grad: Vec<f64>,
+    /// Weighted elementwise losses before normalisation (softmax: the row's loss in the
+    /// label's column).
+    pub elementwise: Vec<f64>,
     /// The gradient of one unit of loss: `upstream` times the largest normaliser scale.
     pub unit: f64,
 }
@@ -357,7 +363,7 @@ pub fn reference<T: Element>(
 ) -> focal_core::Result<Expected> {
     let scales = image_scales(objective, dims, target, normalization);
     let per_image = dims.anchors * dims.classes;
-    let run_image = |b: usize| -> focal_core::Result<(f64, Vec<f64>)> {
+    let run_image = |b: usize| -> ImageResult {
         let span = b * per_image..(b + 1) * per_image;
         let rows = b * dims.anchors..(b + 1) * dims.anchors;
         let x: Vec<f64> = logits[span.clone()].iter().map(|v| v.to_f64()).collect();
@@ -421,10 +427,10 @@ pub fn reference<T: Element>(
         };
         let s = scales[b];
         let grad = out.grad.iter().map(|g| g * s * upstream).collect();
-        Ok((out.loss * s, grad))
+        Ok((out.loss * s, grad, out.elementwise))
     };
     let threads = threads.clamp(1, dims.images.max(1));
-    let mut results: Vec<Option<focal_core::Result<(f64, Vec<f64>)>>> = vec![None; dims.images];
+    let mut results: Vec<Option<ImageResult>> = vec![None; dims.images];
     std::thread::scope(|scope| {
         for (t, chunk) in results
             .chunks_mut(dims.images.div_ceil(threads).max(1))
@@ -441,14 +447,17 @@ pub fn reference<T: Element>(
     });
     let mut loss_terms = Vec::with_capacity(dims.images);
     let mut grad = Vec::with_capacity(dims.numel());
+    let mut elementwise = Vec::with_capacity(dims.numel());
     for r in results.into_iter().flatten() {
-        let (l, g) = r?;
+        let (l, g, e) = r?;
         loss_terms.push(l);
         grad.extend(g);
+        elementwise.extend(e);
     }
     Ok(Expected {
         loss: reference::compensated_sum(loss_terms),
         grad,
+        elementwise,
         unit: upstream.abs() * scales.iter().copied().fold(0.0, f64::max),
     })
 }
