@@ -366,6 +366,11 @@ pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Res
     match uniform_scale(normalization, numel)? {
         Some(s) => args.uniform_scale = s as f32,
         None => {
+            if images > 65_535 {
+                return Err(unsupported(format!(
+                    "{images} images: foreground counts run one grid row per image (at most 65535)"
+                )));
+            }
             if !sparse {
                 return Err(unsupported(
                     "foreground normalisers are counted from sparse labels; with dense targets pass Normalization::Normalizer",
