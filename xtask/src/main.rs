@@ -3,12 +3,15 @@
 use anyhow::{Result, bail};
 
 mod build_kernels;
+mod check_kernels;
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   bench [--quick] [--json FILE]   throughput table: our paths, the memory floor, torchvision
-  build-kernels [--check]         kernels/*.cu -> PTX + manifest for focal-cuda (pinned nvcc 13.0)";
+  build-kernels [--check]         kernels/*.cu -> PTX + manifest for focal-cuda (pinned nvcc 13.0)
+  check-kernels [--quick] [--seed N]
+                                  every kernel on the GPU vs focal-core's float64 reference";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,6 +25,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         "build-kernels" => build_kernels::main(rest),
+        "check-kernels" => check_kernels::main(rest),
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
 }

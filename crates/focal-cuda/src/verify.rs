@@ -345,10 +345,10 @@ pub fn image_scales(
         .collect()
 }
 
-/// Computes the reference with `focal_core::reference` (float64), image by image on up to
-/// `threads` threads: each image's elementwise losses and gradient come from the oracle
-/// unscaled (`Reduction::Sum`, upstream 1), then its normaliser scale and the upstream gradient
-/// are applied in f64, as the kernels apply them in f32.
+/// Computes the reference with `focal_core::reference` (float64) on up to `threads` threads,
+/// in pieces of rows within an image: each piece's elementwise losses and gradient come from
+/// the oracle unscaled (`Reduction::Sum`, upstream 1), then its image's normaliser scale and
+/// the upstream gradient are applied in f64, as the kernels apply them in f32.
 ///
 /// # Errors
 /// A parameter the oracle rejects.
@@ -362,10 +362,22 @@ pub fn reference<T: Element>(
     threads: usize,
 ) -> focal_core::Result<Expected> {
     let scales = image_scales(objective, dims, target, normalization);
-    let per_image = dims.anchors * dims.classes;
-    let run_image = |b: usize| -> ImageResult {
-        let span = b * per_image..(b + 1) * per_image;
-        let rows = b * dims.anchors..(b + 1) * dims.anchors;
+    let threads = threads.max(1);
+    // Pieces (image, first row, end row), rows counted over the whole batch.
+    let splits = (2 * threads).div_ceil(dims.images.max(1)).max(1);
+    let piece_rows = dims.anchors.div_ceil(splits).max(1);
+    let mut pieces = Vec::new();
+    for b in 0..dims.images {
+        let mut lo = 0;
+        while lo < dims.anchors {
+            let hi = (lo + piece_rows).min(dims.anchors);
+            pieces.push((b, b * dims.anchors + lo, b * dims.anchors + hi));
+            lo = hi;
+        }
+    }
+    let run_piece = |(b, row_lo, row_hi): (usize, usize, usize)| -> ImageResult {
+        let span = row_lo * dims.classes..row_hi * dims.classes;
+        let rows = row_lo..row_hi;
         let x: Vec<f64> = logits[span.clone()].iter().map(|v| v.to_f64()).collect();
         let c = dims.classes;
         let (targets64, weights64);
@@ -429,18 +441,17 @@ pub fn reference<T: Element>(
         let grad = out.grad.iter().map(|g| g * s * upstream).collect();
         Ok((out.loss * s, grad, out.elementwise))
     };
-    let threads = threads.clamp(1, dims.images.max(1));
-    let mut results: Vec<Option<ImageResult>> = vec![None; dims.images];
+    let mut results: Vec<Option<ImageResult>> = vec![None; pieces.len()];
+    let per_thread = pieces.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
-        for (t, chunk) in results
-            .chunks_mut(dims.images.div_ceil(threads).max(1))
-            .enumerate()
+        for (chunk, work) in results
+            .chunks_mut(per_thread)
+            .zip(pieces.chunks(per_thread))
         {
-            let run_image = &run_image;
-            let first = t * dims.images.div_ceil(threads).max(1);
+            let run_piece = &run_piece;
             scope.spawn(move || {
-                for (k, slot) in chunk.iter_mut().enumerate() {
-                    *slot = Some(run_image(first + k));
+                for (slot, &piece) in chunk.iter_mut().zip(work) {
+                    *slot = Some(run_piece(piece));
                 }
             });
         }
