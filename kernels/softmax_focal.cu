@@ -2,7 +2,7 @@
 // focal_core::reference::softmax_focal_row, in f32, for a row with label y:
 //   L = -a_y (1 - p_y)^gamma log p_y,
 //   dL/dx_j = G (delta_jy - p_j),  G = a_y q^gamma (gamma p_y (log p_y / q) - 1),
-//   q = 1 - p_y = -expm1(log p_y), log p_y / q -> -1 as q -> 0.
+//   q = 1 - p_y = others / (e_y + others), log p_y / q -> -1 as q -> 0.
 // Labels: 0..C-1 a class; -1 and -2 contribute nothing (as in the reference); anything else is
 // out of range and gives NaN. The row's loss is written (elementwise) in the label's column.
 //
@@ -45,9 +45,12 @@ __device__ __forceinline__ void softmax_focal(const LossArgs& a) {
             }
             // Read before any lane writes a gradient: the gradient may overwrite the logits.
             const float xy = to_f32(logits[base + label]);
-            // Online max and sum of exponentials over the lane's columns, then across lanes.
+            // Online max and sum of exponentials over the other classes (the label's column is
+            // kept apart, as in the reference, so q = 1 - p_y needs no subtraction), per lane,
+            // then across lanes.
             float m = -INFINITY, s = 0.0f;
             for (uint32_t j = lane; j < classes; j += 32) {
+                if (j == uint32_t(label)) continue;
                 const float v = to_f32(logits[base + j]);
                 if (v > m) {
                     s = s * expf(m - v) + 1.0f;
@@ -61,15 +64,20 @@ __device__ __forceinline__ void softmax_focal(const LossArgs& a) {
                 const float s2 = __shfl_xor_sync(kFullMask, s, offset);
                 const float mm = fmaxf(m, m2);
                 // A lane with no columns has m = -inf and s = 0: it adds nothing.
-                s = (m == -INFINITY ? 0.0f : s * expf(m - mm)) + (m2 == -INFINITY ? 0.0f : s2 * expf(m2 - mm));
+                s = (m == -INFINITY ? 0.0f : s * expf(m - mm)) +
+                    (m2 == -INFINITY ? 0.0f : s2 * expf(m2 - mm));
                 m = mm;
             }
-            // log p_j = (x_j - m) - log(s): never form m + log(s), which loses log(s) when |m|
-            // is large (ulp(1e4) ~ 1e-3), and x_j - m is exact when x_j is near m.
-            const float log_s = logf(s);
-            const float logp = (xy - m) - log_s;
-            const float py = expf(logp);
-            const float q = -expm1f(logp);
+            // p_y = e_y / (e_y + others), everything relative to the row's max mx.
+            const float mx = fmaxf(m, xy);
+            const float e_y = expf(xy - mx);
+            const float others = m == -INFINITY ? 0.0f : s * expf(m - mx);
+            const float sum = e_y + others;
+            // log p_y = -log1p(others / e_y) is exact as p_y -> 1; where p_y < 1/2 use
+            // (x_y - mx) - log(sum), which is exact there and finite when e_y underflows.
+            const float logp = others <= e_y ? -log1pf(others / e_y) : (xy - mx) - logf(sum);
+            const float py = e_y / sum;
+            const float q = others / sum;
             const float qg = pow_nonneg(q, a.gamma);
             const float r = q > 0.0f ? logp / q : -1.0f;
             const float alpha = a.alpha_per_class ? a.alpha_per_class[label] : a.alpha_pos;
@@ -77,10 +85,10 @@ __device__ __forceinline__ void softmax_focal(const LossArgs& a) {
             const float loss = -alpha * qg * logp;
             const float gscale = scale * a.upstream;
             for (uint32_t j = lane; j < classes; j += 32) {
-                const float pj = expf((to_f32(logits[base + j]) - m) - log_s);
-                const float delta = j == uint32_t(label) ? 1.0f : 0.0f;
-                if (grad) grad[base + j] = from_f32<G>(coef * (delta - pj) * gscale);
-                if (a.elementwise) a.elementwise[base + j] = j == uint32_t(label) ? loss : 0.0f;
+                const bool is_label = j == uint32_t(label);
+                const float g = is_label ? coef * q : -coef * (expf(to_f32(logits[base + j]) - mx) / sum);
+                if (grad) grad[base + j] = from_f32<G>(g * gscale);
+                if (a.elementwise) a.elementwise[base + j] = is_label ? loss : 0.0f;
             }
             if (lane == 0) acc += double(loss) * double(scale);
         }

@@ -44,10 +44,7 @@ pub struct Layout {
 impl Layout {
     /// The workspace root, found from xtask's manifest directory.
     pub fn new() -> Result<Self> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .context("xtask lives in a workspace")?
-            .to_path_buf();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("xtask lives in a workspace")?.to_path_buf();
         Ok(Layout { root })
     }
     fn kernels(&self) -> PathBuf {
@@ -105,37 +102,22 @@ pub fn find_or_install_toolchain(layout: &Layout) -> Result<Toolchain> {
         return Ok(tc);
     }
     install_wheels(layout)?;
-    toolchain_at(local.clone()).with_context(|| {
-        format!(
-            "installed the CUDA {NVCC_VERSION} wheels but {} does not run",
-            local.display()
-        )
-    })
+    toolchain_at(local.clone())
+        .with_context(|| format!("installed the CUDA {NVCC_VERSION} wheels but {} does not run", local.display()))
 }
 
 /// `pip install --target target/cuda-toolchain` of the pinned wheels.
 pub fn install_wheels(layout: &Layout) -> Result<()> {
     let dir = layout.toolchain_dir();
     let python = std::env::var("FOCAL_PYTHON").unwrap_or_else(|_| "python3".into());
-    eprintln!(
-        "no nvcc {NVCC_VERSION} found ($NVCC, PATH): installing the pinned CUDA wheels into {}",
-        dir.display()
-    );
+    eprintln!("no nvcc {NVCC_VERSION} found ($NVCC, PATH): installing the pinned CUDA wheels into {}", dir.display());
     let status = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
         .args(["--no-deps", "--upgrade", "--target"])
         .arg(&dir)
         .args(WHEELS)
         .status()
-        .with_context(|| {
-            format!("running `{python} -m pip` (set $FOCAL_PYTHON to a Python with pip)")
-        })?;
+        .with_context(|| format!("running `{python} -m pip` (set $FOCAL_PYTHON to a Python with pip)"))?;
     if !status.success() {
         bail!("`{python} -m pip install` of the CUDA wheels failed ({status})");
     }
@@ -158,10 +140,7 @@ fn kernel_sources(layout: &Layout) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(layout.kernels()).context("reading kernels/")? {
         let path = entry?.path();
-        if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("cu" | "cuh")
-        ) {
+        if matches!(path.extension().and_then(|e| e.to_str()), Some("cu" | "cuh")) {
             out.push(path);
         }
     }
@@ -218,11 +197,7 @@ pub fn parse_ptxas(output: &str) -> BTreeMap<String, Resources> {
 
 fn run(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
         bail!("{cmd:?} failed ({}):\n{text}", out.status);
     }
@@ -247,18 +222,12 @@ pub fn build(layout: &Layout, tc: &Toolchain) -> Result<Outputs> {
     let mut modules = Vec::new();
     let mut resources = Vec::new();
     for src in &sources {
-        let rel = src
-            .strip_prefix(&layout.root)?
-            .to_string_lossy()
-            .replace('\\', "/");
+        let rel = src.strip_prefix(&layout.root)?.to_string_lossy().replace('\\', "/");
         source_hashes.insert(rel, json!(fnv1a64(&std::fs::read(src)?)));
         if src.extension().and_then(|e| e.to_str()) != Some("cu") {
             continue;
         }
-        let stem = src
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .context("source name")?;
+        let stem = src.file_stem().and_then(|s| s.to_str()).context("source name")?;
         let ptx_path = scratch.join(format!("{stem}.ptx"));
         // Run from kernels/ with a relative input so no machine path can reach the output.
         run(Command::new(&tc.nvcc)
@@ -312,17 +281,8 @@ pub fn build(layout: &Layout, tc: &Toolchain) -> Result<Outputs> {
         "modules": modules,
     });
     let manifest_text = serde_json::to_string_pretty(&manifest)? + "\n";
-    files.insert(
-        PathBuf::from("crates/focal-cuda/ptx/manifest.json"),
-        manifest_text,
-    );
-    files.insert(
-        layout
-            .generated_module()
-            .strip_prefix(&layout.root)?
-            .to_path_buf(),
-        render_module(&manifest)?,
-    );
+    files.insert(PathBuf::from("crates/focal-cuda/ptx/manifest.json"), manifest_text);
+    files.insert(layout.generated_module().strip_prefix(&layout.root)?.to_path_buf(), render_module(&manifest)?);
     Ok(Outputs { files, resources })
 }
 
@@ -330,13 +290,7 @@ pub fn build(layout: &Layout, tc: &Toolchain) -> Result<Outputs> {
 pub fn entry_names(ptx: &str) -> Vec<String> {
     ptx.lines()
         .filter_map(|l| l.trim().strip_prefix(".visible .entry "))
-        .map(|rest| {
-            rest.split('(')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string()
-        })
+        .map(|rest| rest.split('(').next().unwrap_or_default().trim().to_string())
         .collect()
 }
 
@@ -353,9 +307,7 @@ fn render_module(manifest: &Value) -> Result<String> {
     out.push_str("#[derive(Debug)]\npub struct PtxModule {\n");
     out.push_str("    /// Module name (the source file's stem under `kernels/`).\n    pub name: &'static str,\n");
     out.push_str("    /// The PTX text.\n    pub ptx: &'static str,\n");
-    out.push_str(
-        "    /// Its `extern \"C\"` kernels.\n    pub kernels: &'static [&'static str],\n}\n\n",
-    );
+    out.push_str("    /// Its `extern \"C\"` kernels.\n    pub kernels: &'static [&'static str],\n}\n\n");
     out.push_str("/// Every module, in source order.\npub const MODULES: &[PtxModule] = &[\n");
     for module in manifest["modules"].as_array().context("modules")? {
         let name = module["name"].as_str().context("module name")?;
@@ -363,10 +315,7 @@ fn render_module(manifest: &Value) -> Result<String> {
             "    PtxModule {{\n        name: {name:?},\n        ptx: include_str!(\"../ptx/{name}.ptx\"),\n        kernels: &[\n"
         ));
         for k in module["kernels"].as_array().context("kernels")? {
-            out.push_str(&format!(
-                "            {:?},\n",
-                k["name"].as_str().context("kernel name")?
-            ));
+            out.push_str(&format!("            {:?},\n", k["name"].as_str().context("kernel name")?));
         }
         out.push_str("        ],\n    },\n");
     }
@@ -386,17 +335,8 @@ pub fn main(args: &[String]) -> Result<()> {
     eprintln!("nvcc {NVCC_VERSION}: {} ({})", tc.nvcc.display(), tc.build);
     let outputs = build(&layout, &tc)?;
 
-    let spills: Vec<_> = outputs
-        .resources
-        .iter()
-        .filter(|(_, _, r)| r.spill_stores > 0 || r.spill_loads > 0)
-        .collect();
-    let max_regs = outputs
-        .resources
-        .iter()
-        .map(|(_, _, r)| r.registers)
-        .max()
-        .unwrap_or(0);
+    let spills: Vec<_> = outputs.resources.iter().filter(|(_, _, r)| r.spill_stores > 0 || r.spill_loads > 0).collect();
+    let max_regs = outputs.resources.iter().map(|(_, _, r)| r.registers).max().unwrap_or(0);
     eprintln!(
         "{} kernels x {} architectures assembled; max {max_regs} registers; {} with spills",
         outputs.resources.len() / REAL_ARCHS.len(),
@@ -404,10 +344,7 @@ pub fn main(args: &[String]) -> Result<()> {
         spills.len()
     );
     for (kernel, arch, r) in &spills {
-        eprintln!(
-            "  spill: {kernel} on {arch}: {} bytes stored, {} loaded",
-            r.spill_stores, r.spill_loads
-        );
+        eprintln!("  spill: {kernel} on {arch}: {} bytes stored, {} loaded", r.spill_stores, r.spill_loads);
     }
     if !spills.is_empty() {
         bail!("kernels spill registers; zero spills is a requirement (see kernels/README.md)");
@@ -440,11 +377,7 @@ pub fn main(args: &[String]) -> Result<()> {
         if !stale.is_empty() {
             bail!(
                 "generated kernel files are stale: {}\nrun `cargo xtask build-kernels` and commit",
-                stale
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                stale.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             );
         }
         eprintln!("PTX, manifest and generated module are up to date");
@@ -469,16 +402,7 @@ mod tests {
             \x20   16 bytes stack frame, 28 bytes spill stores, 24 bytes spill loads\n\
             ptxas info    : Used 64 registers, used 1 barriers, 64 bytes smem, 480 bytes cmem[0]\n";
         let r = &parse_ptxas(text)["k1"];
-        assert_eq!(
-            (
-                r.registers,
-                r.spill_stores,
-                r.spill_loads,
-                r.shared_bytes,
-                r.stack_bytes
-            ),
-            (64, 28, 24, 64, 16)
-        );
+        assert_eq!((r.registers, r.spill_stores, r.spill_loads, r.shared_bytes, r.stack_bytes), (64, 28, 24, 64, 16));
     }
 
     #[test]

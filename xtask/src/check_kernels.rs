@@ -9,10 +9,7 @@ use anyhow::{Context, Result, bail};
 use cudarc::driver::{CudaSlice, DevicePtrMut};
 use focal_core::{FocalParams, VarifocalParams};
 use focal_cuda::verify::{self, CaseTarget, Rng, Tolerance};
-use focal_cuda::{
-    Call, DeviceElement, DeviceTarget, Dims, FocalCuda, Normalization, Objective, Weights,
-    Workspace,
-};
+use focal_cuda::{Call, DeviceElement, DeviceTarget, Dims, FocalCuda, Normalization, Objective, Weights, Workspace};
 use half::{bf16, f16};
 use std::time::Instant;
 
@@ -72,10 +69,7 @@ fn run_three<T: DeviceElement, G: DeviceElement>(
     let mut ws = Workspace::new(s, dims)?;
     let (labels, targets, weights) = match target {
         CaseTarget::Sparse(l) => (Some(s.clone_htod(l)?), None, None),
-        CaseTarget::Dense {
-            targets: t,
-            weights: w,
-        } => {
+        CaseTarget::Dense { targets: t, weights: w } => {
             let w = match w {
                 Some((k, w)) => Some((*k, s.clone_htod(w)?)),
                 None => None,
@@ -89,10 +83,9 @@ fn run_three<T: DeviceElement, G: DeviceElement>(
         poison(focal, &mut elementwise)?;
         let device_target = match (&labels, &targets) {
             (Some(l), _) => DeviceTarget::Sparse(l.as_view()),
-            (None, Some(t)) => DeviceTarget::Dense {
-                targets: t.as_view(),
-                weights: weights.as_ref().map(|(k, w)| (*k, w.as_view())),
-            },
+            (None, Some(t)) => {
+                DeviceTarget::Dense { targets: t.as_view(), weights: weights.as_ref().map(|(k, w)| (*k, w.as_view())) }
+            }
             (None, None) => bail!("a case has labels or targets"),
         };
         let numel = dims.numel();
@@ -118,12 +111,7 @@ fn run_three<T: DeviceElement, G: DeviceElement>(
     let first = runs.remove(0);
     for (k, r) in runs.iter().enumerate() {
         if r.loss.to_bits() != first.loss.to_bits() {
-            bail!(
-                "run {} loss {:e} differs from run 1's {:e}: not deterministic",
-                k + 2,
-                r.loss,
-                first.loss
-            );
+            bail!("run {} loss {:e} differs from run 1's {:e}: not deterministic", k + 2, r.loss, first.loss);
         }
         if let Some(i) = (0..r.grad_bits.len()).find(|&i| r.grad_bits[i] != first.grad_bits[i]) {
             bail!(
@@ -145,7 +133,7 @@ fn check_case<T: DeviceElement, G: DeviceElement>(
 ) -> Result<String> {
     let dims = call.dims;
     let mut rng = Rng::new(seed);
-    let logits = verify::random_logits::<T>(&mut rng, dims.numel());
+    let logits = verify::random_logits_for::<T>(&mut rng, dims.numel(), &call.objective);
     let target = match target_kind {
         "sparse" => CaseTarget::Sparse(verify::random_labels(
             &mut rng,
@@ -159,37 +147,11 @@ fn check_case<T: DeviceElement, G: DeviceElement>(
     let t0 = Instant::now();
     let got = run_three::<T, G>(focal, call, &logits, &target)?;
     let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
-    let want = verify::reference(
-        &call.objective,
-        dims,
-        &logits,
-        &target,
-        call.normalization,
-        call.upstream,
-        threads,
-    )?;
+    let want = verify::reference(&call.objective, dims, &logits, &target, call.normalization, call.upstream, threads)?;
     let errors = [
-        verify::compare(
-            "grad",
-            &got.grad,
-            &want.grad,
-            Tolerance::for_dtype(G::DTYPE),
-            want.unit,
-        ),
-        verify::compare(
-            "elementwise",
-            &got.elementwise,
-            &want.elementwise,
-            Tolerance::F32,
-            1.0,
-        ),
-        verify::compare(
-            "loss",
-            &[got.loss],
-            &[want.loss],
-            Tolerance::LOSS,
-            want.unit / call.upstream,
-        ),
+        verify::compare("grad", &got.grad, &want.grad, Tolerance::for_dtype(G::DTYPE), want.unit),
+        verify::compare("elementwise", &got.elementwise, &want.elementwise, Tolerance::F32, 1.0),
+        verify::compare("loss", &[got.loss], &[want.loss], Tolerance::LOSS, want.unit / call.upstream),
     ];
     for e in errors {
         if let Err(m) = e {
@@ -203,10 +165,7 @@ fn check_case<T: DeviceElement, G: DeviceElement>(
         .filter(|(_, r)| r.is_finite())
         .map(|(a, r)| (a - r).abs() / Tolerance::for_dtype(G::DTYPE).bound(*r, want.unit))
         .fold(0.0f64, f64::max);
-    Ok(format!(
-        "ok, worst |a-r|/bound {worst:.3}, {:.1}s",
-        t0.elapsed().as_secs_f64()
-    ))
+    Ok(format!("ok, worst |a-r|/bound {worst:.3}, {:.1}s", t0.elapsed().as_secs_f64()))
 }
 
 fn objective_name(o: &Objective) -> &'static str {
@@ -221,9 +180,7 @@ fn objective_name(o: &Objective) -> &'static str {
 /// Entry point of `cargo xtask check-kernels`.
 pub fn main(args: &[String]) -> Result<()> {
     let mut quick = false;
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_secs());
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs());
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -236,70 +193,31 @@ pub fn main(args: &[String]) -> Result<()> {
         return Ok(());
     };
     focal.load_all()?;
-    println!(
-        "check-kernels on {}; seed {seed} (rerun with --seed {seed})",
-        describe(&focal)
-    );
+    println!("check-kernels on {}; seed {seed} (rerun with --seed {seed})", describe(&focal));
 
-    let mut shapes = vec![
-        Dims::new(1, 1, 1),
-        Dims::new(1, 3, 5),
-        Dims::new(2, 37, 7),
-        Dims::new(3, 1001, 80),
-    ];
+    let mut shapes = vec![Dims::new(1, 1, 1), Dims::new(1, 3, 5), Dims::new(2, 37, 7), Dims::new(3, 1001, 80)];
     if !quick {
         shapes.push(Dims::new(2, 12_345, 81));
         shapes.push(Dims::new(1, 1_000_000, 80));
     }
     let cases: Vec<(Objective, &str, Normalization)> = vec![
-        (
-            Objective::SigmoidFocal(FocalParams::retinanet()),
-            "sparse",
-            Normalization::ForegroundPerImage,
-        ),
-        (
-            Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5)?),
-            "sparse",
-            Normalization::ForegroundPerBatch,
-        ),
-        (
-            Objective::SigmoidFocal(FocalParams::new(None, 0.5)?),
-            "dense/anchor",
-            Normalization::Normalizer(100.0),
-        ),
-        (
-            Objective::SoftmaxFocal(FocalParams::retinanet()),
-            "sparse",
-            Normalization::Mean,
-        ),
-        (
-            Objective::Varifocal(VarifocalParams::mmdet()),
-            "dense/element",
-            Normalization::Normalizer(100.0),
-        ),
-        (
-            Objective::QualityFocal { beta: 2.0 },
-            "dense/element",
-            Normalization::Mean,
-        ),
+        (Objective::SigmoidFocal(FocalParams::retinanet()), "sparse", Normalization::ForegroundPerImage),
+        (Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5)?), "sparse", Normalization::ForegroundPerBatch),
+        (Objective::SigmoidFocal(FocalParams::new(None, 0.5)?), "dense/anchor", Normalization::Normalizer(100.0)),
+        (Objective::SoftmaxFocal(FocalParams::retinanet()), "sparse", Normalization::Mean),
+        (Objective::Varifocal(VarifocalParams::mmdet()), "dense/element", Normalization::Normalizer(100.0)),
+        (Objective::QualityFocal { beta: 2.0 }, "dense/element", Normalization::Mean),
     ];
     let mut failures = 0;
     let mut count = 0;
     for (k, dims) in shapes.iter().enumerate() {
         let big = dims.numel() > 10_000_000;
         for (j, (objective, target, normalization)) in cases.iter().enumerate() {
-            let call = Call {
-                objective: objective.clone(),
-                dims: *dims,
-                normalization: *normalization,
-                upstream: 0.5,
-            };
+            let call = Call { objective: objective.clone(), dims: *dims, normalization: *normalization, upstream: 0.5 };
             let case_seed = seed.wrapping_add((100 * k + j) as u64);
             type Check = fn(&FocalCuda, &Call, &str, u64) -> Result<String>;
-            let mut pairs: Vec<(&str, Check)> = vec![
-                ("f32->f32", check_case::<f32, f32>),
-                ("bf16->bf16", check_case::<bf16, bf16>),
-            ];
+            let mut pairs: Vec<(&str, Check)> =
+                vec![("f32->f32", check_case::<f32, f32>), ("bf16->bf16", check_case::<bf16, bf16>)];
             // At 1M x 80 every pair of the RetinaNet loss, and f32 + bf16 of the others.
             if !big || j == 0 {
                 pairs.push(("f16->f16", check_case::<f16, f16>));

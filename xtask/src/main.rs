@@ -1,5 +1,7 @@
 //! `cargo xtask <command>`: project automation, one module per subcommand.
 
+mod bench;
+
 use anyhow::{Result, bail};
 
 mod build_kernels;
@@ -8,10 +10,13 @@ mod check_kernels;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  bench [--quick] [--json FILE]   throughput table: our paths, the memory floor, torchvision
-  build-kernels [--check]         kernels/*.cu -> PTX + manifest for focal-cuda (pinned nvcc 13.0)
+  bench [--quick] [--json FILE] [--threads N] [SUITE...]
+        throughput tables, ours beside the memory floor and the PyTorch baselines
+        (suites: focal; torch rows need `$FOCAL_PYTHON` or python3 with torch)
+  build-kernels [--check]
+        kernels/*.cu -> PTX + manifest for focal-cuda (pinned nvcc 13.0)
   check-kernels [--quick] [--seed N]
-                                  every kernel on the GPU vs focal-core's float64 reference";
+        every kernel on the GPU vs focal-core's float64 reference";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,6 +29,7 @@ fn main() -> Result<()> {
             println!("{USAGE}");
             Ok(())
         }
+        "bench" => bench::run(rest),
         "build-kernels" => build_kernels::main(rest),
         "check-kernels" => check_kernels::main(rest),
         other => bail!("unknown command `{other}`\n\n{USAGE}"),

@@ -3,13 +3,13 @@
 
 use crate::error::{CudaError, Result};
 use crate::plan::{
-    self, Buffers, Dims, Dtype, KernelArgs, MAX_GRID, Normalization, Objective, Request, Step,
-    TargetKind, Weights, WorkspacePtrs,
+    self, Buffers, Dims, Dtype, KernelArgs, MAX_GRID, Normalization, Objective, Request, Step, TargetKind, Weights,
+    WorkspacePtrs,
 };
 use crate::ptx;
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr,
-    DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, DevicePtrMut, DeviceRepr,
+    LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -147,10 +147,7 @@ impl Workspace {
     /// # Errors
     /// A driver error from the copy.
     pub fn read_loss(&self) -> Result<f64> {
-        let v = self
-            .stream
-            .clone_dtoh(&self.loss)
-            .map_err(CudaError::driver("reading the loss"))?;
+        let v = self.stream.clone_dtoh(&self.loss).map_err(CudaError::driver("reading the loss"))?;
         Ok(v[0])
     }
 
@@ -160,16 +157,10 @@ impl Workspace {
     /// # Errors
     /// [`CudaError::BadLabel`] naming the lowest bad row, or a driver error.
     pub fn check_labels(&self) -> Result<()> {
-        let v = self
-            .stream
-            .clone_dtoh(&self.first_bad_row)
-            .map_err(CudaError::driver("reading the label check"))?;
+        let v = self.stream.clone_dtoh(&self.first_bad_row).map_err(CudaError::driver("reading the label check"))?;
         match v[0] {
             u32::MAX => Ok(()),
-            row => Err(CudaError::BadLabel {
-                row: row as usize,
-                classes: self.last_classes,
-            }),
+            row => Err(CudaError::BadLabel { row: row as usize, classes: self.last_classes }),
         }
     }
 }
@@ -225,10 +216,7 @@ impl FocalCuda {
         if !driver_present() {
             return Err(CudaError::NoDriver);
         }
-        Ok(FocalCuda {
-            stream,
-            functions: Mutex::new(HashMap::new()),
-        })
+        Ok(FocalCuda { stream, functions: Mutex::new(HashMap::new()) })
     }
 
     /// A new context on device `ordinal` and a new stream on it.
@@ -241,15 +229,10 @@ impl FocalCuda {
         }
         let count = CudaContext::device_count().map_err(CudaError::driver("counting devices"))?;
         if ordinal >= count.max(0) as usize {
-            return Err(CudaError::NoDevice {
-                ordinal,
-                count: count.max(0) as usize,
-            });
+            return Err(CudaError::NoDevice { ordinal, count: count.max(0) as usize });
         }
         let ctx = CudaContext::new(ordinal).map_err(CudaError::driver("creating a context"))?;
-        let stream = ctx
-            .new_stream()
-            .map_err(CudaError::driver("creating a stream"))?;
+        let stream = ctx.new_stream().map_err(CudaError::driver("creating a stream"))?;
         FocalCuda::new(stream)
     }
 
@@ -278,32 +261,18 @@ impl FocalCuda {
         let module = ptx::MODULES
             .iter()
             .find(|m| m.kernels.contains(&kernel))
-            .ok_or_else(|| CudaError::MissingKernel {
-                kernel: kernel.to_string(),
-            })?;
+            .ok_or_else(|| CudaError::MissingKernel { kernel: kernel.to_string() })?;
         let loaded = self
             .stream
             .context()
             .load_module(cudarc::nvrtc::Ptx::from_src(module.ptx))
-            .map_err(|source| CudaError::ModuleLoad {
-                module: module.name,
-                source,
-            })?;
+            .map_err(|source| CudaError::ModuleLoad { module: module.name, source })?;
         for &name in module.kernels {
-            let f = loaded
-                .load_function(name)
-                .map_err(|source| CudaError::ModuleLoad {
-                    module: module.name,
-                    source,
-                })?;
+            let f =
+                loaded.load_function(name).map_err(|source| CudaError::ModuleLoad { module: module.name, source })?;
             functions.insert(name.to_string(), f);
         }
-        functions
-            .get(kernel)
-            .cloned()
-            .ok_or_else(|| CudaError::MissingKernel {
-                kernel: kernel.to_string(),
-            })
+        functions.get(kernel).cloned().ok_or_else(|| CudaError::MissingKernel { kernel: kernel.to_string() })
     }
 
     fn execute(&self, steps: &[Step]) -> Result<()> {
@@ -312,16 +281,9 @@ impl FocalCuda {
                 Step::Fill { ptr, len, value } => {
                     // SAFETY: the plan fills workspace buffers of at least `len` u32, which
                     // the caller's `&mut Workspace` keeps alive and unaliased.
-                    unsafe {
-                        cudarc::driver::sys::cuMemsetD32Async(
-                            *ptr,
-                            *value,
-                            *len,
-                            self.stream.cu_stream(),
-                        )
-                    }
-                    .result()
-                    .map_err(CudaError::driver("filling the workspace"))?;
+                    unsafe { cudarc::driver::sys::cuMemsetD32Async(*ptr, *value, *len, self.stream.cu_stream()) }
+                        .result()
+                        .map_err(CudaError::driver("filling the workspace"))?;
                 }
                 Step::Upload { ptr, values } => {
                     // SAFETY: `ptr` is the workspace's alpha buffer, grown to at least
@@ -353,8 +315,7 @@ impl FocalCuda {
                     // SAFETY: the argument block matches the kernel's C struct (checked by the
                     // emulation tests); every address in it is a live buffer of the length the
                     // plan validated, held by the caller for the duration of the call.
-                    unsafe { builder.launch(cfg) }
-                        .map_err(CudaError::driver(format!("launching {kernel}")))?;
+                    unsafe { builder.launch(cfg) }.map_err(CudaError::driver(format!("launching {kernel}")))?;
                 }
             }
         }
@@ -363,12 +324,7 @@ impl FocalCuda {
 
     fn check_len(what: &'static str, dims: Dims, expected: usize, got: usize) -> Result<()> {
         if expected != got {
-            return Err(CudaError::Length {
-                what,
-                shape: dims.shape(),
-                expected,
-                got,
-            });
+            return Err(CudaError::Length { what, shape: dims.shape(), expected, got });
         }
         Ok(())
     }
@@ -400,10 +356,7 @@ impl FocalCuda {
         let numel = dims.numel();
         Self::check_len("logits", dims, numel, logits.len())?;
         let (x, _x) = logits.device_ptr(s);
-        let mut bufs = Buffers {
-            logits: x,
-            ..Buffers::default()
-        };
+        let mut bufs = Buffers { logits: x, ..Buffers::default() };
         let grad_guard = match grad {
             Some(g) => {
                 Self::check_len("grad", dims, numel, g.len())?;
@@ -443,11 +396,7 @@ impl FocalCuda {
         let dims = call.dims;
         Self::check_len("logits", dims, dims.numel(), logits.len())?;
         let (x, guard) = logits.device_ptr_mut(s);
-        let bufs = Buffers {
-            logits: x,
-            grad: x,
-            ..Buffers::default()
-        };
+        let bufs = Buffers { logits: x, grad: x, ..Buffers::default() };
         let r = self.run(call, dims, T::DTYPE, T::DTYPE, target, bufs, workspace);
         drop(guard);
         r
@@ -481,11 +430,7 @@ impl FocalCuda {
                     None => (Weights::None, None),
                     Some((kind, w)) => {
                         let kind = *kind;
-                        let expected = if kind == Weights::PerAnchor {
-                            dims.rows()
-                        } else {
-                            numel
-                        };
+                        let expected = if kind == Weights::PerAnchor { dims.rows() } else { numel };
                         Self::check_len("weights", dims, expected, w.len())?;
                         let (p, g) = w.device_ptr(s);
                         bufs.weights = p;
@@ -535,9 +480,7 @@ impl FocalCuda {
         Self::check_len("logits", dims, dims.numel(), logits.len())?;
         let up = |what: &'static str| CudaError::driver(format!("uploading {what}"));
         let x = s.clone_htod(logits).map_err(up("logits"))?;
-        let mut grad = s
-            .alloc_zeros::<G>(dims.numel().max(1))
-            .map_err(up("gradient"))?;
+        let mut grad = s.alloc_zeros::<G>(dims.numel().max(1)).map_err(up("gradient"))?;
         let mut ws = Workspace::new(s, dims)?;
         let (labels, targets, weights);
         let device_target = match target {
@@ -547,10 +490,7 @@ impl FocalCuda {
                 labels = s.clone_htod(l).map_err(up("labels"))?;
                 DeviceTarget::Sparse(labels.as_view())
             }
-            HostTarget::Dense {
-                targets: t,
-                weights: w,
-            } => {
+            HostTarget::Dense { targets: t, weights: w } => {
                 Self::check_len("targets", dims, dims.numel(), t.len())?;
                 targets = s.clone_htod(t).map_err(up("targets"))?;
                 weights = match w {
@@ -559,25 +499,14 @@ impl FocalCuda {
                 };
                 DeviceTarget::Dense {
                     targets: targets.as_view(),
-                    weights: weights
-                        .as_ref()
-                        .map(|(k, w): &(Weights, CudaSlice<f32>)| (*k, w.as_view())),
+                    weights: weights.as_ref().map(|(k, w): &(Weights, CudaSlice<f32>)| (*k, w.as_view())),
                 }
             }
         };
         let mut grad_view = grad.slice_mut(0..dims.numel());
-        self.forward_backward::<T, G>(
-            call,
-            &x.as_view(),
-            device_target,
-            Some(&mut grad_view),
-            None,
-            &mut ws,
-        )?;
+        self.forward_backward::<T, G>(call, &x.as_view(), device_target, Some(&mut grad_view), None, &mut ws)?;
         let loss = ws.read_loss()?;
-        let grad = s
-            .clone_dtoh(&grad.slice(0..dims.numel()))
-            .map_err(CudaError::driver("downloading the gradient"))?;
+        let grad = s.clone_dtoh(&grad.slice(0..dims.numel())).map_err(CudaError::driver("downloading the gradient"))?;
         Ok(HostOutput { loss, grad })
     }
 }

@@ -9,8 +9,7 @@
 
 use crate::args::{LossArgs, ReduceArgs};
 use crate::plan::{
-    self, Buffers, Dims, Dtype, KernelArgs, MAX_GRID, Normalization, Objective, Request, Step,
-    WorkspacePtrs,
+    self, Buffers, Dims, Dtype, KernelArgs, MAX_GRID, Normalization, Objective, Request, Step, WorkspacePtrs,
 };
 use crate::verify::CaseTarget;
 use std::path::{Path, PathBuf};
@@ -73,14 +72,7 @@ fn build() -> Result<Emulator, String> {
         let tmp = out_dir.join(format!("tmp-{}-{hash:016x}.so", std::process::id()));
         let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
         let out = Command::new(&cxx)
-            .args([
-                "-std=c++20",
-                "-O2",
-                "-shared",
-                "-fPIC",
-                "-pthread",
-                "-DFOCAL_EMULATION",
-            ])
+            .args(["-std=c++20", "-O2", "-shared", "-fPIC", "-pthread", "-DFOCAL_EMULATION"])
             .arg("-I")
             .arg(&kernels)
             .arg("-I")
@@ -125,12 +117,7 @@ pub(crate) fn emulator() -> Option<&'static Emulator> {
 impl Emulator {
     fn size(&self, symbol: &[u8]) -> usize {
         // SAFETY: the symbol is a `unsigned long f(void)` defined in emulation_main.cpp.
-        unsafe {
-            self.lib
-                .get::<SizeFn>(symbol)
-                .map(|f| f() as usize)
-                .unwrap_or(0)
-        }
+        unsafe { self.lib.get::<SizeFn>(symbol).map(|f| f() as usize).unwrap_or(0) }
     }
 
     /// Runs one kernel on the host.
@@ -143,10 +130,7 @@ impl Emulator {
         // SAFETY: `focal_emu_launch` has this signature; the argument block outlives the call
         // and every address in it points into host buffers the caller keeps alive.
         let rc = unsafe {
-            let f = self
-                .lib
-                .get::<LaunchFn>(b"focal_emu_launch")
-                .expect("launch symbol");
+            let f = self.lib.get::<LaunchFn>(b"focal_emu_launch").expect("launch symbol");
             f(name.as_ptr(), grid.0, grid.1, plan::BLOCK, ptr)
         };
         assert_eq!(rc, 0, "the emulation library has no kernel `{kernel}`");
@@ -162,8 +146,7 @@ impl Emulator {
                 }
                 Step::Upload { ptr, values } => {
                     // SAFETY: the alpha buffer holds `classes` f32, which is `values.len()`.
-                    unsafe { std::slice::from_raw_parts_mut(*ptr as *mut f32, values.len()) }
-                        .copy_from_slice(values)
+                    unsafe { std::slice::from_raw_parts_mut(*ptr as *mut f32, values.len()) }.copy_from_slice(values)
                 }
                 Step::Launch { kernel, grid, args } => self.launch(kernel, *grid, args),
             }
@@ -257,10 +240,7 @@ pub(crate) fn run_case<T: Copy, G: Copy>(
             labels = l.clone();
             bufs.labels = labels.as_ptr() as u64;
         }
-        CaseTarget::Dense {
-            targets: t,
-            weights: w,
-        } => {
+        CaseTarget::Dense { targets: t, weights: w } => {
             let mut tt = vec![0.0f32; off];
             tt.extend_from_slice(t);
             targets = tt;
@@ -273,15 +253,7 @@ pub(crate) fn run_case<T: Copy, G: Copy>(
             }
         }
     }
-    let req = Request {
-        objective,
-        dims,
-        input,
-        grad: grad_dtype,
-        target: target.kind(),
-        normalization,
-        upstream,
-    };
+    let req = Request { objective, dims, input, grad: grad_dtype, target: target.kind(), normalization, upstream };
     let steps = plan::plan(&req, &bufs, &ws.ptrs())?;
     emu.run(&steps);
     Ok(EmulatedOutput {
@@ -300,21 +272,12 @@ mod tests {
     #[test]
     fn emulated_structs_match_the_rust_layout() {
         let Some(emu) = emulator() else { return };
-        assert_eq!(
-            emu.size(b"focal_emu_sizeof_loss_args"),
-            std::mem::size_of::<LossArgs>()
-        );
-        assert_eq!(
-            emu.size(b"focal_emu_sizeof_reduce_args"),
-            std::mem::size_of::<ReduceArgs>()
-        );
+        assert_eq!(emu.size(b"focal_emu_sizeof_loss_args"), std::mem::size_of::<LossArgs>());
+        assert_eq!(emu.size(b"focal_emu_sizeof_reduce_args"), std::mem::size_of::<ReduceArgs>());
         assert_eq!(
             emu.size(b"focal_emu_offsetof_loss_args_uniform_scale"),
             std::mem::offset_of!(LossArgs, uniform_scale)
         );
-        assert_eq!(
-            emu.size(b"focal_emu_offsetof_reduce_args_mode"),
-            std::mem::offset_of!(ReduceArgs, mode)
-        );
+        assert_eq!(emu.size(b"focal_emu_offsetof_reduce_args_mode"), std::mem::offset_of!(ReduceArgs, mode));
     }
 }

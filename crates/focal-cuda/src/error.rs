@@ -9,9 +9,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum CudaError {
     /// The CUDA driver library (libcuda.so / nvcuda.dll) could not be loaded.
-    #[error(
-        "no CUDA driver: the libcuda library was not found (install an NVIDIA driver, R580 or newer)"
-    )]
+    #[error("no CUDA driver: the libcuda library was not found (install an NVIDIA driver, R580 or newer)")]
     NoDriver,
     /// The driver loaded but there is no device with this ordinal.
     #[error("no CUDA device {ordinal}: the driver reports {count} device(s)")]
@@ -32,9 +30,7 @@ pub enum CudaError {
     },
     /// The driver could not load one of the embedded PTX modules (a driver older than R580
     /// cannot load PTX 9.0, the ISA of CUDA 13.0).
-    #[error(
-        "the driver cannot load PTX module `{module}` (needs a driver for CUDA 13.0, R580 or newer): {source}"
-    )]
+    #[error("the driver cannot load PTX module `{module}` (needs a driver for CUDA 13.0, R580 or newer): {source}")]
     ModuleLoad {
         /// Module name (source file stem in `kernels/`).
         module: &'static str,
@@ -43,9 +39,7 @@ pub enum CudaError {
         source: cudarc::driver::DriverError,
     },
     /// A kernel the launch plan needs is not in the embedded PTX.
-    #[error(
-        "kernel `{kernel}` is not in the embedded PTX modules (run `cargo xtask build-kernels`)"
-    )]
+    #[error("kernel `{kernel}` is not in the embedded PTX modules (run `cargo xtask build-kernels`)")]
     MissingKernel {
         /// The kernel's name.
         kernel: String,
@@ -74,9 +68,7 @@ pub enum CudaError {
     #[error("unsupported: {0}")]
     Unsupported(String),
     /// A sparse label outside `0..C`, `-1`, `-2`, found on the device after the kernels ran.
-    #[error(
-        "label out of range at row {row}: expected 0..{classes} (a class), -1 (background) or -2 (ignore)"
-    )]
+    #[error("label out of range at row {row}: expected 0..{classes} (a class), -1 (background) or -2 (ignore)")]
     BadLabel {
         /// Lowest row whose label was out of range.
         row: usize,
@@ -92,9 +84,7 @@ pub enum CudaError {
 pub type Result<T> = std::result::Result<T, CudaError>;
 
 impl CudaError {
-    pub(crate) fn driver(
-        context: impl Into<String>,
-    ) -> impl FnOnce(cudarc::driver::DriverError) -> Self {
+    pub(crate) fn driver(context: impl Into<String>) -> impl FnOnce(cudarc::driver::DriverError) -> Self {
         let context = context.into();
         move |source| CudaError::Driver { context, source }
     }

@@ -9,8 +9,7 @@ use half::{bf16, f16};
 
 /// Shapes `[B, A, C]`: single elements, odd sizes, a pack tail, several blocks and grid-stride
 /// tiles (8192 f16 or 4096 f32 elements per tile).
-const SHAPES: &[(usize, usize, usize)] =
-    &[(1, 1, 1), (1, 3, 5), (2, 37, 7), (3, 29, 80), (2, 301, 21)];
+const SHAPES: &[(usize, usize, usize)] = &[(1, 1, 1), (1, 3, 5), (2, 37, 7), (3, 29, 80), (2, 301, 21)];
 
 fn dtype_of<T: Element>() -> Dtype {
     match T::NAME {
@@ -31,7 +30,7 @@ fn check<T: Element, G: Element>(
 ) {
     let Some(emu) = emulator() else { return };
     let mut rng = Rng::new(seed);
-    let logits = verify::random_logits::<T>(&mut rng, dims.numel());
+    let logits = verify::random_logits_for::<T>(&mut rng, dims.numel(), objective);
     let target = make_target(&mut rng, dims);
     let upstream = 0.75;
     let out = run_case(
@@ -48,71 +47,26 @@ fn check<T: Element, G: Element>(
         misalign,
     )
     .expect("a valid request");
-    let want = verify::reference(
-        objective,
-        dims,
-        &logits,
-        &target,
-        normalization,
-        upstream,
-        1,
-    )
-    .expect("reference");
-    let context = format!(
-        "{objective:?} {dims:?} {}->{} {normalization:?} seed {seed} misaligned {misalign}",
-        T::NAME,
-        G::NAME
-    );
+    let want = verify::reference(objective, dims, &logits, &target, normalization, upstream, 1).expect("reference");
+    let context =
+        format!("{objective:?} {dims:?} {}->{} {normalization:?} seed {seed} misaligned {misalign}", T::NAME, G::NAME);
     let grad: Vec<f64> = out.grad.iter().map(|g| g.to_f64()).collect();
-    if let Err(m) = verify::compare(
-        "grad",
-        &grad,
-        &want.grad,
-        Tolerance::for_dtype(dtype_of::<G>()),
-        want.unit,
-    ) {
+    if let Err(m) = verify::compare("grad", &grad, &want.grad, Tolerance::for_dtype(dtype_of::<G>()), want.unit) {
         panic!("{context}: {m}");
     }
-    if let Err(m) = verify::compare(
-        "loss",
-        &[out.loss],
-        &[want.loss],
-        Tolerance::LOSS,
-        want.unit / upstream,
-    ) {
+    if let Err(m) = verify::compare("loss", &[out.loss], &[want.loss], Tolerance::LOSS, want.unit / upstream) {
         panic!("{context}: {m}");
     }
     let elementwise: Vec<f64> = out.elementwise.iter().map(|&v| f64::from(v)).collect();
-    if let Err(m) = verify::compare(
-        "elementwise",
-        &elementwise,
-        &want.elementwise,
-        Tolerance::F32,
-        1.0,
-    ) {
+    if let Err(m) = verify::compare("elementwise", &elementwise, &want.elementwise, Tolerance::F32, 1.0) {
         panic!("{context}: {m}");
     }
-    assert_eq!(
-        out.loss_f32.to_bits(),
-        (out.loss as f32).to_bits(),
-        "{context}: f32 loss"
-    );
-    assert_eq!(
-        out.first_bad_row,
-        u32::MAX,
-        "{context}: no label is out of range"
-    );
+    assert_eq!(out.loss_f32.to_bits(), (out.loss as f32).to_bits(), "{context}: f32 loss");
+    assert_eq!(out.first_bad_row, u32::MAX, "{context}: no label is out of range");
 }
 
 fn sparse(softmax: bool) -> impl Fn(&mut Rng, Dims) -> CaseTarget {
-    move |rng, dims| {
-        CaseTarget::Sparse(verify::random_labels(
-            rng,
-            dims.rows(),
-            dims.classes,
-            softmax,
-        ))
-    }
+    move |rng, dims| CaseTarget::Sparse(verify::random_labels(rng, dims.rows(), dims.classes, softmax))
 }
 
 fn dense(weights: Weights) -> impl Fn(&mut Rng, Dims) -> CaseTarget {
@@ -153,9 +107,7 @@ fn sigmoid_sparse_matches_reference<T: Element, G: Element>() {
         Objective::SigmoidFocal(FocalParams::retinanet()),
         Objective::SigmoidFocal(FocalParams::new(None, 0.0).unwrap()),
         Objective::SigmoidFocal(FocalParams::new(Some(0.4), 0.5).unwrap()),
-        Objective::SigmoidFocal(
-            FocalParams::per_class((0..80).map(|c| c as f64 / 80.0).collect(), 1.5).unwrap(),
-        ),
+        Objective::SigmoidFocal(FocalParams::per_class((0..80).map(|c| c as f64 / 80.0).collect(), 1.5).unwrap()),
     ];
     let norms = [
         Normalization::ForegroundPerImage,
@@ -171,14 +123,7 @@ fn sigmoid_sparse_matches_reference<T: Element, G: Element>() {
                 continue;
             }
             let norm = norms[(s + k) % norms.len()];
-            check::<T, G>(
-                objective,
-                Dims::new(b, a, c),
-                &sparse(false),
-                norm,
-                (s * 10 + k) as u64,
-                (s + k) % 2 == 1,
-            );
+            check::<T, G>(objective, Dims::new(b, a, c), &sparse(false), norm, (s * 10 + k) as u64, (s + k) % 2 == 1);
         }
     }
 }
@@ -211,13 +156,8 @@ fn softmax_matches_reference<T: Element, G: Element>() {
         Objective::SoftmaxFocal(FocalParams::new(Some(0.25), 2.0).unwrap()),
         Objective::SoftmaxFocal(FocalParams::new(None, 0.7).unwrap()),
     ];
-    let shapes: &[(usize, usize, usize)] =
-        &[(1, 1, 1), (1, 3, 5), (2, 37, 81), (1, 40, 33), (2, 45, 3)];
-    let norms = [
-        Normalization::Mean,
-        Normalization::Sum,
-        Normalization::ForegroundPerImage,
-    ];
+    let shapes: &[(usize, usize, usize)] = &[(1, 1, 1), (1, 3, 5), (2, 37, 81), (1, 40, 33), (2, 45, 3)];
+    let norms = [Normalization::Mean, Normalization::Sum, Normalization::ForegroundPerImage];
     for (s, &(b, a, c)) in shapes.iter().enumerate() {
         for (k, objective) in objectives.iter().enumerate() {
             check::<T, G>(
@@ -241,35 +181,18 @@ fn varifocal_matches_reference<T: Element, G: Element>() {
     for (s, &(b, a, c)) in SHAPES.iter().enumerate() {
         for (k, objective) in objectives.iter().enumerate() {
             let w = [Weights::None, Weights::PerElement, Weights::PerAnchor][(s + k) % 3];
-            check::<T, G>(
-                objective,
-                Dims::new(b, a, c),
-                &dense(w),
-                Normalization::Mean,
-                (s * 10 + k) as u64,
-                k == 1,
-            );
+            check::<T, G>(objective, Dims::new(b, a, c), &dense(w), Normalization::Mean, (s * 10 + k) as u64, k == 1);
         }
     }
 }
 per_dtype!(varifocal, varifocal_matches_reference);
 
 fn quality_focal_matches_reference<T: Element, G: Element>() {
-    let objectives = [
-        Objective::QualityFocal { beta: 2.0 },
-        Objective::QualityFocal { beta: 0.6 },
-    ];
+    let objectives = [Objective::QualityFocal { beta: 2.0 }, Objective::QualityFocal { beta: 0.6 }];
     for (s, &(b, a, c)) in SHAPES.iter().enumerate() {
         for (k, objective) in objectives.iter().enumerate() {
             let w = [Weights::PerAnchor, Weights::None, Weights::PerElement][(s + k) % 3];
-            check::<T, G>(
-                objective,
-                Dims::new(b, a, c),
-                &dense(w),
-                Normalization::Sum,
-                (s * 10 + k) as u64,
-                k == 0,
-            );
+            check::<T, G>(objective, Dims::new(b, a, c), &dense(w), Normalization::Sum, (s * 10 + k) as u64, k == 0);
         }
     }
 }
@@ -309,12 +232,7 @@ fn nan_logit_gives_nan_gradient_and_loss() {
     logits[7] = f32::NAN;
     let out = run_sigmoid_sparse(&logits, &[0, -1, 2, -1, 1], dims, false);
     assert!(out.grad[7].is_nan(), "NaN in must give NaN out");
-    assert!(
-        out.grad
-            .iter()
-            .enumerate()
-            .all(|(i, g)| i == 7 || g.is_finite())
-    );
+    assert!(out.grad.iter().enumerate().all(|(i, g)| i == 7 || g.is_finite()));
     assert!(out.loss.is_nan());
 }
 
@@ -337,12 +255,7 @@ fn ignored_anchors_get_zero_gradient() {
     }
     let dims = Dims::new(1, 3, 4);
     let out = run_sigmoid_sparse(&[3.0f32; 12], &[-2, 1, -2], dims, false);
-    assert!(
-        out.grad[..4]
-            .iter()
-            .chain(&out.grad[8..])
-            .all(|&g| g == 0.0)
-    );
+    assert!(out.grad[..4].iter().chain(&out.grad[8..]).all(|&g| g == 0.0));
     assert!(out.grad[4..8].iter().all(|&g| g != 0.0));
 }
 
@@ -361,13 +274,7 @@ fn scalar_path_and_repeated_runs_are_bit_identical() {
     let again = run_sigmoid_sparse(&logits, &labels, dims, false);
     for other in [&scalar, &again] {
         assert_eq!(other.loss.to_bits(), vector.loss.to_bits());
-        assert!(
-            other
-                .grad
-                .iter()
-                .zip(&vector.grad)
-                .all(|(a, b)| a.to_bits() == b.to_bits())
-        );
+        assert!(other.grad.iter().zip(&vector.grad).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }
 
@@ -413,12 +320,7 @@ fn gradient_in_place_over_logits_matches_separate_buffer() {
             upstream: 1.0,
         };
         emu.run(&crate::plan::plan(&req, &bufs, &ws.ptrs()).unwrap());
-        assert!(
-            x.iter()
-                .zip(&separate.grad)
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
-            "{objective:?}"
-        );
+        assert!(x.iter().zip(&separate.grad).all(|(a, b)| a.to_bits() == b.to_bits()), "{objective:?}");
     }
 }
 

@@ -6,8 +6,8 @@
 //! host, so this logic is tested without a GPU.
 
 use crate::args::{
-    FLAG_IOU_WEIGHTED, LossArgs, MODE_PER_BATCH, MODE_PER_IMAGE, ReduceArgs, WEIGHT_NONE,
-    WEIGHT_PER_ELEMENT, WEIGHT_PER_ROW,
+    FLAG_IOU_WEIGHTED, LossArgs, MODE_PER_BATCH, MODE_PER_IMAGE, ReduceArgs, WEIGHT_NONE, WEIGHT_PER_ELEMENT,
+    WEIGHT_PER_ROW,
 };
 use crate::error::{CudaError, Result};
 use focal_core::{Alpha, FocalParams, VarifocalParams};
@@ -74,11 +74,7 @@ pub struct Dims {
 impl Dims {
     /// `[images, anchors, classes]`.
     pub fn new(images: usize, anchors: usize, classes: usize) -> Self {
-        Dims {
-            images,
-            anchors,
-            classes,
-        }
+        Dims { images, anchors, classes }
     }
     /// Number of logits.
     pub fn numel(&self) -> usize {
@@ -188,11 +184,7 @@ pub(crate) enum Step {
     /// Copy per-class alphas to `ptr`.
     Upload { ptr: u64, values: Vec<f32> },
     /// Launch `kernel` on a `grid` of `BLOCK`-thread blocks.
-    Launch {
-        kernel: String,
-        grid: (u32, u32),
-        args: KernelArgs,
-    },
+    Launch { kernel: String, grid: (u32, u32), args: KernelArgs },
 }
 
 /// A validated request.
@@ -222,9 +214,7 @@ pub(crate) fn elementwise_grid(numel: usize, input: Dtype) -> u32 {
 
 /// Blocks of the softmax kernel: one per tile of 32 rows, at least one, at most `MAX_GRID`.
 pub(crate) fn softmax_grid(rows: usize) -> u32 {
-    (rows as u64)
-        .div_ceil(SOFTMAX_TILE_ROWS)
-        .clamp(1, u64::from(MAX_GRID)) as u32
+    (rows as u64).div_ceil(SOFTMAX_TILE_ROWS).clamp(1, u64::from(MAX_GRID)) as u32
 }
 
 /// The factor on the loss sum when it does not depend on the labels.
@@ -239,17 +229,10 @@ fn uniform_scale(normalization: Normalization, numel: usize) -> Result<Option<f6
 
 /// Validates `req` and lists the steps that compute it into `bufs` and `ws`.
 pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Result<Vec<Step>> {
-    let Dims {
-        images,
-        anchors,
-        classes,
-    } = req.dims;
+    let Dims { images, anchors, classes } = req.dims;
     let numel = req.dims.numel();
     if numel > MAX_NUMEL {
-        return Err(CudaError::TooLarge {
-            numel,
-            limit: MAX_NUMEL,
-        });
+        return Err(CudaError::TooLarge { numel, limit: MAX_NUMEL });
     }
     if req.grad != req.input && req.grad != Dtype::F32 {
         return Err(unsupported(format!(
@@ -308,10 +291,7 @@ pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Res
                     .into());
                 }
                 args.alpha_per_class = ws.alpha;
-                steps.push(Step::Upload {
-                    ptr: ws.alpha,
-                    values: v.iter().map(|&a| a as f32).collect(),
-                });
+                steps.push(Step::Upload { ptr: ws.alpha, values: v.iter().map(|&a| a as f32).collect() });
             }
         }
         Ok(())
@@ -333,11 +313,7 @@ pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Res
         (Objective::Varifocal(p), TargetKind::Dense(_)) => {
             args.gamma = p.gamma() as f32;
             args.alpha_neg = p.alpha() as f32;
-            args.flags = if p.iou_weighted() {
-                FLAG_IOU_WEIGHTED
-            } else {
-                0
-            };
+            args.flags = if p.iou_weighted() { FLAG_IOU_WEIGHTED } else { 0 };
             "varifocal"
         }
         (Objective::QualityFocal { beta }, TargetKind::Dense(_)) => {
@@ -346,14 +322,10 @@ pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Res
             "quality_focal"
         }
         (Objective::SoftmaxFocal(_), TargetKind::Dense(_)) => {
-            return Err(unsupported(
-                "softmax focal loss takes sparse labels, not dense targets",
-            ));
+            return Err(unsupported("softmax focal loss takes sparse labels, not dense targets"));
         }
         (_, TargetKind::Sparse) => {
-            return Err(unsupported(
-                "varifocal and quality focal losses take dense soft targets, not sparse labels",
-            ));
+            return Err(unsupported("varifocal and quality focal losses take dense soft targets, not sparse labels"));
         }
     };
     let softmax = loss_name == "softmax";
@@ -384,18 +356,10 @@ pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Res
                 rows_per_image: anchors as u64,
                 images: images as u32,
                 classes: classes as u32,
-                mode: if normalization == Normalization::ForegroundPerImage {
-                    MODE_PER_IMAGE
-                } else {
-                    MODE_PER_BATCH
-                },
+                mode: if normalization == Normalization::ForegroundPerImage { MODE_PER_IMAGE } else { MODE_PER_BATCH },
                 ..ReduceArgs::default()
             };
-            steps.push(Step::Fill {
-                ptr: ws.counts,
-                len: images,
-                value: 0,
-            });
+            steps.push(Step::Fill { ptr: ws.counts, len: images, value: 0 });
             if anchors > 0 && images > 0 {
                 let per_block = u64::from(BLOCK) * COUNT_ROWS_PER_THREAD;
                 steps.push(Step::Launch {
@@ -412,11 +376,7 @@ pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Res
         }
     }
 
-    steps.push(Step::Fill {
-        ptr: ws.first_bad_row,
-        len: 1,
-        value: u32::MAX,
-    });
+    steps.push(Step::Fill { ptr: ws.first_bad_row, len: 1, value: u32::MAX });
     let grid = if numel == 0 {
         0
     } else if softmax {
@@ -464,22 +424,14 @@ mod tests {
     #[test]
     fn softmax_with_dense_targets_is_an_error() {
         let o = Objective::SoftmaxFocal(FocalParams::retinanet());
-        let r = plan(
-            &request(&o, TargetKind::Dense(Weights::None)),
-            &Buffers::default(),
-            &WorkspacePtrs::default(),
-        );
+        let r = plan(&request(&o, TargetKind::Dense(Weights::None)), &Buffers::default(), &WorkspacePtrs::default());
         assert!(matches!(r, Err(CudaError::Unsupported(_))), "{r:?}");
     }
 
     #[test]
     fn varifocal_with_sparse_labels_is_an_error() {
         let o = Objective::Varifocal(VarifocalParams::mmdet());
-        let r = plan(
-            &request(&o, TargetKind::Sparse),
-            &Buffers::default(),
-            &WorkspacePtrs::default(),
-        );
+        let r = plan(&request(&o, TargetKind::Sparse), &Buffers::default(), &WorkspacePtrs::default());
         assert!(matches!(r, Err(CudaError::Unsupported(_))), "{r:?}");
     }
 
@@ -509,11 +461,7 @@ mod tests {
     #[test]
     fn per_class_alpha_of_wrong_length_is_an_error() {
         let o = Objective::SigmoidFocal(FocalParams::per_class(vec![0.25; 2], 2.0).unwrap());
-        let r = plan(
-            &request(&o, TargetKind::Sparse),
-            &Buffers::default(),
-            &WorkspacePtrs::default(),
-        );
+        let r = plan(&request(&o, TargetKind::Sparse), &Buffers::default(), &WorkspacePtrs::default());
         assert!(matches!(r, Err(CudaError::Core(_))), "{r:?}");
     }
 

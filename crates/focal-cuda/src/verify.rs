@@ -31,23 +31,11 @@ pub struct Tolerance {
 
 impl Tolerance {
     /// For f32 outputs.
-    pub const F32: Tolerance = Tolerance {
-        rel: 2e-5,
-        abs_unit: 1e-6,
-        abs_floor: 1e-37,
-    };
+    pub const F32: Tolerance = Tolerance { rel: 2e-5, abs_unit: 1e-6, abs_floor: 1e-37 };
     /// For f16 outputs: f32's, plus the rounding to f16 and its subnormal spacing.
-    pub const F16: Tolerance = Tolerance {
-        rel: 2e-5 + 4.8828125e-4,
-        abs_unit: 1e-6,
-        abs_floor: 5.960464477539063e-8,
-    };
+    pub const F16: Tolerance = Tolerance { rel: 2e-5 + 4.8828125e-4, abs_unit: 1e-6, abs_floor: 5.960464477539063e-8 };
     /// For bf16 outputs: f32's plus the rounding to bf16.
-    pub const BF16: Tolerance = Tolerance {
-        rel: 2e-5 + 3.90625e-3,
-        abs_unit: 1e-6,
-        abs_floor: 1e-37,
-    };
+    pub const BF16: Tolerance = Tolerance { rel: 2e-5 + 3.90625e-3, abs_unit: 1e-6, abs_floor: 1e-37 };
     /// For the reduced loss (f64, summed in f64 from f32 elements of one sign).
     pub const LOSS: Tolerance = Tolerance::F32;
 
@@ -107,13 +95,7 @@ impl std::fmt::Display for Mismatch {
 ///
 /// # Errors
 /// The first [`Mismatch`], with the total count.
-pub fn compare(
-    what: &str,
-    values: &[f64],
-    reference: &[f64],
-    tolerance: Tolerance,
-    unit: f64,
-) -> Result<(), Mismatch> {
+pub fn compare(what: &str, values: &[f64], reference: &[f64], tolerance: Tolerance, unit: f64) -> Result<(), Mismatch> {
     let mut first: Option<Mismatch> = None;
     let mut count = 0;
     if values.len() != reference.len() {
@@ -129,11 +111,7 @@ pub fn compare(
     }
     for (index, (&value, &r)) in values.iter().zip(reference).enumerate() {
         let bound = tolerance.bound(r, unit);
-        let ok = if r.is_nan() || value.is_nan() {
-            r.is_nan() && value.is_nan()
-        } else {
-            (value - r).abs() <= bound
-        };
+        let ok = if r.is_nan() || value.is_nan() { r.is_nan() && value.is_nan() } else { (value - r).abs() <= bound };
         if !ok {
             count += 1;
             first.get_or_insert(Mismatch {
@@ -175,9 +153,7 @@ impl CaseTarget {
     pub fn kind(&self) -> TargetKind {
         match self {
             CaseTarget::Sparse(_) => TargetKind::Sparse,
-            CaseTarget::Dense { weights, .. } => {
-                TargetKind::Dense(weights.as_ref().map_or(Weights::None, |w| w.0))
-            }
+            CaseTarget::Dense { weights, .. } => TargetKind::Dense(weights.as_ref().map_or(Weights::None, |w| w.0)),
         }
     }
 }
@@ -238,6 +214,24 @@ pub fn random_logits<T: Element>(rng: &mut Rng, n: usize) -> Vec<T> {
         .collect()
 }
 
+/// The largest |logit| of the softmax cases: `focal_core::reference::softmax_focal_row` (as of
+/// this writing) divides by `exp(x_y - max)`, which underflows to 0 in f64 when a row's logits
+/// differ by more than ~745, and then returns NaN for a finite row. Until the oracle handles
+/// that, softmax cases keep logits within +-300 (differences up to 600).
+pub const SOFTMAX_LOGIT_BOUND: f64 = 300.0;
+
+/// [`random_logits`] for `objective`: clamped to [`SOFTMAX_LOGIT_BOUND`] for the softmax loss.
+pub fn random_logits_for<T: Element>(rng: &mut Rng, n: usize, objective: &Objective) -> Vec<T> {
+    let logits = random_logits::<T>(rng, n);
+    match objective {
+        Objective::SoftmaxFocal(_) => logits
+            .into_iter()
+            .map(|v| T::from_f64(v.to_f64().clamp(-SOFTMAX_LOGIT_BOUND, SOFTMAX_LOGIT_BOUND)))
+            .collect(),
+        _ => logits,
+    }
+}
+
 /// Random sparse labels: 5% ignored, 70% background, the rest a uniform class. For the softmax
 /// loss (`softmax`), 10% ignored and the rest a class.
 pub fn random_labels(rng: &mut Rng, rows: usize, classes: usize, softmax: bool) -> Vec<i32> {
@@ -247,11 +241,7 @@ pub fn random_labels(rng: &mut Rng, rows: usize, classes: usize, softmax: bool) 
             if classes == 0 {
                 IGNORE
             } else if softmax {
-                if u < 0.1 {
-                    IGNORE
-                } else {
-                    rng.below(classes) as i32
-                }
+                if u < 0.1 { IGNORE } else { rng.below(classes) as i32 }
             } else if u < 0.05 {
                 IGNORE
             } else if u < 0.75 {
@@ -282,13 +272,8 @@ pub fn random_dense(rng: &mut Rng, dims: Dims, weights: Weights) -> CaseTarget {
         Weights::PerAnchor => dims.rows(),
         Weights::PerElement => dims.numel(),
     };
-    let w: Vec<f32> = (0..weight_len)
-        .map(|_| (2.0 * rng.uniform()) as f32)
-        .collect();
-    CaseTarget::Dense {
-        targets,
-        weights: (weights != Weights::None).then_some((weights, w)),
-    }
+    let w: Vec<f32> = (0..weight_len).map(|_| (2.0 * rng.uniform()) as f32).collect();
+    CaseTarget::Dense { targets, weights: (weights != Weights::None).then_some((weights, w)) }
 }
 
 /// One image's (scaled loss, scaled gradient, elementwise losses).
@@ -309,19 +294,11 @@ pub struct Expected {
 }
 
 fn foreground(labels: &[i32], classes: usize) -> usize {
-    labels
-        .iter()
-        .filter(|&&l| l >= 0 && (l as usize) < classes)
-        .count()
+    labels.iter().filter(|&&l| l >= 0 && (l as usize) < classes).count()
 }
 
 /// The factor on each image's loss sum, as the kernels apply it.
-pub fn image_scales(
-    objective: &Objective,
-    dims: Dims,
-    target: &CaseTarget,
-    normalization: Normalization,
-) -> Vec<f64> {
+pub fn image_scales(objective: &Objective, dims: Dims, target: &CaseTarget, normalization: Normalization) -> Vec<f64> {
     let labels = match target {
         CaseTarget::Sparse(l) => Some(l.as_slice()),
         CaseTarget::Dense { .. } => None,
@@ -382,22 +359,14 @@ pub fn reference<T: Element>(
         let c = dims.classes;
         let (targets64, weights64);
         let out = match (objective, target) {
-            (Objective::SigmoidFocal(p), CaseTarget::Sparse(l)) => reference::sigmoid_focal(
-                &x,
-                c,
-                ReferenceTarget::Sparse(&l[rows]),
-                p,
-                Reduction::Sum,
-                1.0,
-            )?,
+            (Objective::SigmoidFocal(p), CaseTarget::Sparse(l)) => {
+                reference::sigmoid_focal(&x, c, ReferenceTarget::Sparse(&l[rows]), p, Reduction::Sum, 1.0)?
+            }
             (Objective::SoftmaxFocal(p), CaseTarget::Sparse(l)) => {
                 reference::softmax_focal(&x, c, &l[rows], p, Reduction::Sum, 1.0)?
             }
             (_, CaseTarget::Dense { targets, weights }) => {
-                targets64 = targets[span.clone()]
-                    .iter()
-                    .map(|&t| f64::from(t))
-                    .collect::<Vec<_>>();
+                targets64 = targets[span.clone()].iter().map(|&t| f64::from(t)).collect::<Vec<_>>();
                 weights64 = weights.as_ref().map(|(kind, w)| {
                     let range = match kind {
                         Weights::PerAnchor => rows.clone(),
@@ -410,31 +379,22 @@ pub fn reference<T: Element>(
                     Objective::SigmoidFocal(p) => reference::sigmoid_focal(
                         &x,
                         c,
-                        ReferenceTarget::Dense {
-                            targets: &targets64,
-                            weights: w,
-                        },
+                        ReferenceTarget::Dense { targets: &targets64, weights: w },
                         p,
                         Reduction::Sum,
                         1.0,
                     )?,
-                    Objective::Varifocal(p) => {
-                        reference::varifocal(&x, c, &targets64, w, p, Reduction::Sum, 1.0)?
-                    }
+                    Objective::Varifocal(p) => reference::varifocal(&x, c, &targets64, w, p, Reduction::Sum, 1.0)?,
                     Objective::QualityFocal { beta } => {
                         reference::quality_focal(&x, c, &targets64, w, *beta, Reduction::Sum, 1.0)?
                     }
                     Objective::SoftmaxFocal(_) => {
-                        return Err(focal_core::FocalError::Unsupported(
-                            "softmax focal loss with dense targets",
-                        ));
+                        return Err(focal_core::FocalError::Unsupported("softmax focal loss with dense targets"));
                     }
                 }
             }
             (_, CaseTarget::Sparse(_)) => {
-                return Err(focal_core::FocalError::Unsupported(
-                    "varifocal / quality focal loss with sparse labels",
-                ));
+                return Err(focal_core::FocalError::Unsupported("varifocal / quality focal loss with sparse labels"));
             }
         };
         let s = scales[b];
@@ -444,10 +404,7 @@ pub fn reference<T: Element>(
     let mut results: Vec<Option<ImageResult>> = vec![None; pieces.len()];
     let per_thread = pieces.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
-        for (chunk, work) in results
-            .chunks_mut(per_thread)
-            .zip(pieces.chunks(per_thread))
-        {
+        for (chunk, work) in results.chunks_mut(per_thread).zip(pieces.chunks(per_thread)) {
             let run_piece = &run_piece;
             scope.spawn(move || {
                 for (slot, &piece) in chunk.iter_mut().zip(work) {

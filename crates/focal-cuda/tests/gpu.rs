@@ -5,8 +5,8 @@
 use focal_core::{FocalParams, VarifocalParams};
 use focal_cuda::verify::{self, CaseTarget, Rng, Tolerance};
 use focal_cuda::{
-    Call, CudaError, DeviceElement, DeviceTarget, Dims, FocalCuda, HostTarget, Normalization,
-    Objective, Weights, Workspace,
+    Call, CudaError, DeviceElement, DeviceTarget, Dims, FocalCuda, HostTarget, Normalization, Objective, Weights,
+    Workspace,
 };
 use half::{bf16, f16};
 
@@ -15,10 +15,7 @@ fn gpu() -> Option<FocalCuda> {
     match FocalCuda::on_device(0) {
         Ok(f) => Some(f),
         Err(e) => {
-            assert!(
-                std::env::var("FOCAL_REQUIRE_GPU").as_deref() != Ok("1"),
-                "FOCAL_REQUIRE_GPU=1 but no GPU: {e}"
-            );
+            assert!(std::env::var("FOCAL_REQUIRE_GPU").as_deref() != Ok("1"), "FOCAL_REQUIRE_GPU=1 but no GPU: {e}");
             println!("skipped: no CUDA driver ({e})");
             None
         }
@@ -28,94 +25,46 @@ fn gpu() -> Option<FocalCuda> {
 fn host_target(t: &CaseTarget) -> HostTarget<'_> {
     match t {
         CaseTarget::Sparse(l) => HostTarget::Sparse(l),
-        CaseTarget::Dense { targets, weights } => HostTarget::Dense {
-            targets,
-            weights: weights.as_ref().map(|(k, w)| (*k, w.as_slice())),
-        },
+        CaseTarget::Dense { targets, weights } => {
+            HostTarget::Dense { targets, weights: weights.as_ref().map(|(k, w)| (*k, w.as_slice())) }
+        }
     }
 }
 
 fn check<T: DeviceElement, G: DeviceElement>(focal: &FocalCuda, call: &Call, seed: u64) {
     let mut rng = Rng::new(seed);
     let dims = call.dims;
-    let logits = verify::random_logits::<T>(&mut rng, dims.numel());
+    let logits = verify::random_logits_for::<T>(&mut rng, dims.numel(), &call.objective);
     let target = match call.objective {
-        Objective::SigmoidFocal(_) if seed % 2 == 1 => {
-            verify::random_dense(&mut rng, dims, Weights::PerAnchor)
+        Objective::SigmoidFocal(_) if seed % 2 == 1 => verify::random_dense(&mut rng, dims, Weights::PerAnchor),
+        Objective::SigmoidFocal(_) => {
+            CaseTarget::Sparse(verify::random_labels(&mut rng, dims.rows(), dims.classes, false))
         }
-        Objective::SigmoidFocal(_) => CaseTarget::Sparse(verify::random_labels(
-            &mut rng,
-            dims.rows(),
-            dims.classes,
-            false,
-        )),
-        Objective::SoftmaxFocal(_) => CaseTarget::Sparse(verify::random_labels(
-            &mut rng,
-            dims.rows(),
-            dims.classes,
-            true,
-        )),
+        Objective::SoftmaxFocal(_) => {
+            CaseTarget::Sparse(verify::random_labels(&mut rng, dims.rows(), dims.classes, true))
+        }
         _ => verify::random_dense(&mut rng, dims, Weights::PerElement),
     };
-    let out = focal
-        .compute_host::<T, G>(call, &logits, host_target(&target))
-        .expect("the call runs");
-    let want = verify::reference(
-        &call.objective,
-        dims,
-        &logits,
-        &target,
-        call.normalization,
-        call.upstream,
-        4,
-    )
-    .expect("reference");
+    let out = focal.compute_host::<T, G>(call, &logits, host_target(&target)).expect("the call runs");
+    let want = verify::reference(&call.objective, dims, &logits, &target, call.normalization, call.upstream, 4)
+        .expect("reference");
     let grad: Vec<f64> = out.grad.iter().map(|g| g.to_f64()).collect();
     let ctx = format!("{call:?} {}->{}", T::NAME, G::NAME);
-    if let Err(m) = verify::compare(
-        "grad",
-        &grad,
-        &want.grad,
-        Tolerance::for_dtype(G::DTYPE),
-        want.unit,
-    ) {
+    if let Err(m) = verify::compare("grad", &grad, &want.grad, Tolerance::for_dtype(G::DTYPE), want.unit) {
         panic!("{ctx}: {m}");
     }
-    if let Err(m) = verify::compare(
-        "loss",
-        &[out.loss],
-        &[want.loss],
-        Tolerance::LOSS,
-        want.unit / call.upstream,
-    ) {
+    if let Err(m) = verify::compare("loss", &[out.loss], &[want.loss], Tolerance::LOSS, want.unit / call.upstream) {
         panic!("{ctx}: {m}");
     }
 }
 
 fn calls(dims: Dims) -> Vec<Call> {
-    let call = |objective, normalization| Call {
-        objective,
-        dims,
-        normalization,
-        upstream: 0.5,
-    };
+    let call = |objective, normalization| Call { objective, dims, normalization, upstream: 0.5 };
     vec![
-        call(
-            Objective::SigmoidFocal(FocalParams::retinanet()),
-            Normalization::ForegroundPerImage,
-        ),
-        call(
-            Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5).unwrap()),
-            Normalization::Normalizer(5.0),
-        ),
-        call(
-            Objective::SoftmaxFocal(FocalParams::retinanet()),
-            Normalization::Mean,
-        ),
-        call(
-            Objective::Varifocal(VarifocalParams::mmdet()),
-            Normalization::Sum,
-        ),
+        call(Objective::SigmoidFocal(FocalParams::retinanet()), Normalization::ForegroundPerImage),
+        call(Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5).unwrap()), Normalization::Normalizer(5.0)),
+        call(Objective::SoftmaxFocal(FocalParams::retinanet()), Normalization::Mean),
+        call(Objective::Varifocal(VarifocalParams::mmdet()), Normalization::Sum),
         call(Objective::QualityFocal { beta: 2.0 }, Normalization::Mean),
     ]
 }
@@ -123,14 +72,7 @@ fn calls(dims: Dims) -> Vec<Call> {
 #[test]
 fn every_kernel_matches_reference_gpu() {
     let Some(focal) = gpu() else { return };
-    for (k, dims) in [
-        Dims::new(1, 1, 1),
-        Dims::new(2, 37, 7),
-        Dims::new(2, 1001, 80),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (k, dims) in [Dims::new(1, 1, 1), Dims::new(2, 37, 7), Dims::new(2, 1001, 80)].into_iter().enumerate() {
         for (j, call) in calls(dims).iter().enumerate() {
             let seed = (10 * k + j) as u64;
             check::<f32, f32>(&focal, call, seed);
@@ -150,21 +92,11 @@ fn repeated_runs_are_bit_identical_gpu() {
     let logits = verify::random_logits::<f32>(&mut rng, dims.numel());
     let labels = verify::random_labels(&mut rng, dims.rows(), dims.classes, false);
     let call = &calls(dims)[0];
-    let first = focal
-        .compute_host::<f32, f32>(call, &logits, HostTarget::Sparse(&labels))
-        .unwrap();
+    let first = focal.compute_host::<f32, f32>(call, &logits, HostTarget::Sparse(&labels)).unwrap();
     for _ in 0..2 {
-        let again = focal
-            .compute_host::<f32, f32>(call, &logits, HostTarget::Sparse(&labels))
-            .unwrap();
+        let again = focal.compute_host::<f32, f32>(call, &logits, HostTarget::Sparse(&labels)).unwrap();
         assert_eq!(again.loss.to_bits(), first.loss.to_bits());
-        assert!(
-            again
-                .grad
-                .iter()
-                .zip(&first.grad)
-                .all(|(a, b)| a.to_bits() == b.to_bits())
-        );
+        assert!(again.grad.iter().zip(&first.grad).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }
 
@@ -176,29 +108,15 @@ fn in_place_gradient_equals_separate_buffer_gpu() {
     let logits = verify::random_logits::<bf16>(&mut rng, dims.numel());
     let labels = verify::random_labels(&mut rng, dims.rows(), dims.classes, false);
     let call = &calls(dims)[0];
-    let separate = focal
-        .compute_host::<bf16, bf16>(call, &logits, HostTarget::Sparse(&labels))
-        .unwrap();
+    let separate = focal.compute_host::<bf16, bf16>(call, &logits, HostTarget::Sparse(&labels)).unwrap();
     let s = focal.stream();
     let mut x = s.clone_htod(&logits).unwrap();
     let l = s.clone_htod(&labels).unwrap();
     let mut ws = Workspace::new(s, dims).unwrap();
-    focal
-        .forward_backward_in_place(
-            call,
-            &mut x.as_view_mut(),
-            DeviceTarget::Sparse(l.as_view()),
-            &mut ws,
-        )
-        .unwrap();
+    focal.forward_backward_in_place(call, &mut x.as_view_mut(), DeviceTarget::Sparse(l.as_view()), &mut ws).unwrap();
     let in_place = s.clone_dtoh(&x).unwrap();
     assert_eq!(ws.read_loss().unwrap().to_bits(), separate.loss.to_bits());
-    assert!(
-        in_place
-            .iter()
-            .zip(&separate.grad)
-            .all(|(a, b)| a.to_bits() == b.to_bits())
-    );
+    assert!(in_place.iter().zip(&separate.grad).all(|(a, b)| a.to_bits() == b.to_bits()));
 }
 
 #[test]
@@ -225,9 +143,6 @@ fn bad_labels_are_errors_gpu() {
             &mut ws,
         )
         .unwrap();
-    assert!(matches!(
-        ws.check_labels(),
-        Err(CudaError::BadLabel { row: 1, .. })
-    ));
+    assert!(matches!(ws.check_labels(), Err(CudaError::BadLabel { row: 1, .. })));
     assert!(ws.read_loss().unwrap().is_nan());
 }

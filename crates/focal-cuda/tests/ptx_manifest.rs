@@ -22,11 +22,9 @@ fn fnv1a64(bytes: &[u8]) -> String {
 }
 
 fn manifest() -> serde_json::Value {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ptx/manifest.json"))
-            .unwrap_or_else(|e| panic!("ptx/manifest.json unreadable ({e}): {STALE}"));
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("ptx/manifest.json is not JSON ({e}): {STALE}"))
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ptx/manifest.json"))
+        .unwrap_or_else(|e| panic!("ptx/manifest.json unreadable ({e}): {STALE}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("ptx/manifest.json is not JSON ({e}): {STALE}"))
 }
 
 #[test]
@@ -35,15 +33,9 @@ fn manifest_hashes_match_kernel_sources() {
     let mut on_disk = BTreeMap::new();
     for entry in std::fs::read_dir(root.join("kernels")).expect("kernels/ exists") {
         let path = entry.expect("readable entry").path();
-        if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("cu" | "cuh")
-        ) {
+        if matches!(path.extension().and_then(|e| e.to_str()), Some("cu" | "cuh")) {
             let name = format!("kernels/{}", path.file_name().unwrap().to_string_lossy());
-            on_disk.insert(
-                name,
-                fnv1a64(&std::fs::read(&path).expect("readable source")),
-            );
+            on_disk.insert(name, fnv1a64(&std::fs::read(&path).expect("readable source")));
         }
     }
     let recorded: BTreeMap<String, String> = manifest()["sources"]
@@ -62,19 +54,14 @@ fn manifest_hashes_match_kernel_sources() {
         }
     }
     for name in recorded.keys() {
-        assert!(
-            on_disk.contains_key(name),
-            "{name} is in the manifest but gone: {STALE}"
-        );
+        assert!(on_disk.contains_key(name), "{name} is in the manifest but gone: {STALE}");
     }
 }
 
 #[test]
 fn embedded_modules_match_manifest() {
     let manifest = manifest();
-    let modules = manifest["modules"]
-        .as_array()
-        .expect("manifest has modules");
+    let modules = manifest["modules"].as_array().expect("manifest has modules");
     assert_eq!(modules.len(), focal_cuda::ptx::MODULES.len(), "{STALE}");
     for (recorded, embedded) in modules.iter().zip(focal_cuda::ptx::MODULES) {
         assert_eq!(recorded["name"].as_str(), Some(embedded.name), "{STALE}");
@@ -84,12 +71,8 @@ fn embedded_modules_match_manifest() {
             "embedded PTX of {} differs from the manifest: {STALE}",
             embedded.name
         );
-        let kernels: Vec<&str> = recorded["kernels"]
-            .as_array()
-            .expect("kernels")
-            .iter()
-            .filter_map(|k| k["name"].as_str())
-            .collect();
+        let kernels: Vec<&str> =
+            recorded["kernels"].as_array().expect("kernels").iter().filter_map(|k| k["name"].as_str()).collect();
         let mut embedded_kernels = embedded.kernels.to_vec();
         embedded_kernels.sort_unstable();
         assert_eq!(kernels, embedded_kernels, "{STALE}");

@@ -1,0 +1,677 @@
+//! The `f32` kernels, written once for every SIMD level.
+//!
+//! Each kernel walks the rows of one chunk (a row is one anchor's `C` logits), computes the loss
+//! and its gradient elementwise with the log-space formulas of [`crate::reference`], writes the
+//! requested outputs and returns the chunk's loss sum in `f64`. Rows are processed in whole
+//! vectors plus one masked tail, so any `C` works and no element is read twice.
+
+use crate::labels::IGNORE;
+use crate::simd::math::{exp, log, log1p_from_z, pow_from_log, sigmoid_denominators};
+use crate::simd::{ChunkKernel, F32v};
+
+/// One chunk of rows: `x` holds `rows * classes` logits; the outputs, when present, have the
+/// same length. `row0` is the global index of the first row (for labels, targets, weights).
+pub(crate) struct Chunk<'a> {
+    pub row0: usize,
+    pub x: &'a [f32],
+    pub loss: Option<&'a mut [f32]>,
+    pub grad: Option<&'a mut [f32]>,
+}
+
+/// How `w^gamma` is computed: exactly for the common small integers, through `exp` otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Power {
+    Zero = 0,
+    One = 1,
+    Two = 2,
+    General = 3,
+}
+
+impl Power {
+    pub(crate) fn of(gamma: f64) -> Power {
+        if gamma == 0.0 {
+            Power::Zero
+        } else if gamma == 1.0 {
+            Power::One
+        } else if gamma == 2.0 {
+            Power::Two
+        } else {
+            Power::General
+        }
+    }
+
+    /// `w^gamma` from `w` and `log(w)` (the latter only evaluated for `General`).
+    #[inline(always)]
+    fn apply<V: F32v>(self, w: V, log_w: impl FnOnce() -> V, gamma: V) -> V {
+        match self {
+            Power::Zero => V::splat(1.0),
+            Power::One => w,
+            Power::Two => w.mul(w),
+            Power::General => pow_from_log(log_w(), gamma),
+        }
+    }
+
+    /// The power as a const-generic tag, so hot loops are compiled once per kind.
+    fn tag(self) -> u8 {
+        self as u8
+    }
+
+    #[inline(always)]
+    fn from_tag(tag: u8) -> Power {
+        match tag {
+            0 => Power::Zero,
+            1 => Power::One,
+            2 => Power::Two,
+            _ => Power::General,
+        }
+    }
+}
+
+/// Alpha per class as the sparse kernel uses it: the weight of the loss (`alpha_t`) and the
+/// weight of the gradient (`alpha_t` times the gradient scale, negated for positives since
+/// `dL/dx = -dL/ds` there), for positives and negatives.
+pub(crate) struct AlphaLanes {
+    loss_pos: Vec<f32>,
+    loss_neg: Vec<f32>,
+    grad_pos: Vec<f32>,
+    grad_neg: Vec<f32>,
+    uniform: bool,
+}
+
+impl AlphaLanes {
+    pub(crate) fn new(alpha: &crate::Alpha, classes: usize, grad_scale: f64) -> Self {
+        let (pos, neg): (Vec<f64>, Vec<f64>) = match alpha {
+            crate::Alpha::PerClass(_) => (0..classes).map(|c| alpha.pos_neg(c)).unzip(),
+            _ => {
+                let (p, n) = alpha.pos_neg(0);
+                (vec![p], vec![n])
+            }
+        };
+        AlphaLanes {
+            loss_pos: pos.iter().map(|&a| a as f32).collect(),
+            loss_neg: neg.iter().map(|&a| a as f32).collect(),
+            grad_pos: pos.iter().map(|&a| (-a * grad_scale) as f32).collect(),
+            grad_neg: neg.iter().map(|&a| (a * grad_scale) as f32).collect(),
+            uniform: !matches!(alpha, crate::Alpha::PerClass(_)),
+        }
+    }
+
+    #[inline(always)]
+    fn load<V: F32v>(v: &[f32], uniform: bool, j: usize, len: usize) -> V {
+        if uniform {
+            V::splat(v[0])
+        } else if len == V::LANES {
+            V::load(&v[j..])
+        } else {
+            V::load_partial(&v[j..j + len])
+        }
+    }
+
+    /// `(loss weight, gradient weight)` vectors for classes `j..j + len`, `pos` marking the
+    /// positive lanes.
+    #[inline(always)]
+    fn lanes<V: F32v, const UNIFORM: bool>(&self, pos: V::Mask, j: usize, len: usize) -> (V, V) {
+        let u = UNIFORM;
+        (
+            V::select(pos, Self::load(&self.loss_pos, u, j, len), Self::load(&self.loss_neg, u, j, len)),
+            V::select(pos, Self::load(&self.grad_pos, u, j, len), Self::load(&self.grad_neg, u, j, len)),
+        )
+    }
+
+    /// Scalar `(alpha for a positive, alpha for a negative)` of class `c`, unscaled.
+    fn scalar(&self, c: usize) -> (f64, f64) {
+        let c = if self.uniform { 0 } else { c };
+        (self.loss_pos[c] as f64, self.loss_neg[c] as f64)
+    }
+}
+
+/// Quantities every sigmoid-based loss needs, from one `exp`, one division and one `log1p`.
+struct SigmoidParts<V> {
+    /// sigmoid(x)
+    p: V,
+    /// 1 - sigmoid(x), computed directly.
+    pm: V,
+    /// softplus(x) = -log(1 - p)
+    sp_pos: V,
+    /// softplus(-x) = -log(p)
+    sp_neg: V,
+}
+
+#[inline(always)]
+fn sigmoid_parts<V: F32v>(x: V) -> SigmoidParts<V> {
+    let zero = V::splat(0.0);
+    let e = exp(x.abs().neg());
+    let (r, z) = sigmoid_denominators(e);
+    let er = e.mul(r);
+    let nonneg = zero.le(x);
+    let l = log1p_from_z(z);
+    SigmoidParts {
+        p: V::select(nonneg, r, er),
+        pm: V::select(nonneg, er, r),
+        sp_pos: l.add(x.max(zero)),
+        sp_neg: l.sub(x.min(zero)),
+    }
+}
+
+/// Elementwise `(loss, dloss/dx)` of a dense-target loss: vectorised for finite logits, and
+/// the float64 reference for vectors holding a NaN or an infinity.
+pub(crate) trait DenseElement: Sync {
+    fn eval<V: F32v>(&self, x: V, t: V, j: usize, len: usize) -> (V, V);
+    fn scalar(&self, x: f64, t: f64, class: usize) -> (f64, f64);
+}
+
+/// Sigmoid focal loss with soft targets.
+pub(crate) struct SigmoidSoft {
+    pub alpha: crate::Alpha,
+    pub alpha_pos: Vec<f32>,
+    pub alpha_neg: Vec<f32>,
+    pub gamma: f32,
+    pub power: Power,
+}
+
+impl SigmoidSoft {
+    pub(crate) fn new(alpha: &crate::Alpha, classes: usize, gamma: f64) -> Self {
+        let lanes = AlphaLanes::new(alpha, classes, 1.0);
+        SigmoidSoft {
+            alpha: alpha.clone(),
+            alpha_pos: lanes.loss_pos,
+            alpha_neg: lanes.loss_neg,
+            gamma: gamma as f32,
+            power: Power::of(gamma),
+        }
+    }
+}
+
+impl DenseElement for SigmoidSoft {
+    #[inline(always)]
+    fn eval<V: F32v>(&self, x: V, t: V, j: usize, len: usize) -> (V, V) {
+        let zero = V::splat(0.0);
+        let one = V::splat(1.0);
+        let gamma = V::splat(self.gamma);
+        let s = sigmoid_parts(x);
+        let omt = one.sub(t);
+        let ce = t.mul_add(s.sp_neg, omt.mul(s.sp_pos));
+        let w = t.mul_add(s.pm, omt.mul(s.p));
+        // log(w) is exact for hard targets, where w is p or 1 - p.
+        let wg = self.power.apply(
+            w,
+            || V::select(t.eq(zero), s.sp_neg.neg(), V::select(t.eq(one), s.sp_pos.neg(), log(w))),
+            gamma,
+        );
+        let ratio = V::select(zero.lt(w), s.p.mul(s.pm).div(w), zero);
+        let uniform = !matches!(self.alpha, crate::Alpha::PerClass(_));
+        let a_pos: V = AlphaLanes::load(&self.alpha_pos, uniform, j, len);
+        let a_neg: V = AlphaLanes::load(&self.alpha_neg, uniform, j, len);
+        let at = a_pos.mul_add(t, a_neg.mul(omt));
+        let dce = omt.mul(s.p).sub(t.mul(s.pm));
+        let dwg = gamma.mul(wg).mul(ratio).mul(one.sub(t.add(t)));
+        let loss = at.mul(wg).mul(ce);
+        let grad = at.mul(dwg.mul_add(ce, wg.mul(dce)));
+        (loss, grad)
+    }
+
+    fn scalar(&self, x: f64, t: f64, class: usize) -> (f64, f64) {
+        let (ap, an) = self.alpha.pos_neg(class);
+        crate::reference::sigmoid_focal_element(x, t, ap, an, self.gamma as f64)
+    }
+}
+
+/// Varifocal loss (mmdetection's definition).
+pub(crate) struct Varifocal {
+    pub alpha: f32,
+    pub gamma: f32,
+    pub power: Power,
+    pub iou_weighted: bool,
+}
+
+impl DenseElement for Varifocal {
+    #[inline(always)]
+    fn eval<V: F32v>(&self, x: V, t: V, _j: usize, _len: usize) -> (V, V) {
+        let zero = V::splat(0.0);
+        let one = V::splat(1.0);
+        let gamma = V::splat(self.gamma);
+        let alpha = V::splat(self.alpha);
+        let s = sigmoid_parts(x);
+        let omt = one.sub(t);
+        let ce = t.mul_add(s.sp_neg, omt.mul(s.sp_pos));
+        let wpos = if self.iou_weighted { t } else { one };
+        let loss_pos = wpos.mul(ce);
+        let grad_pos = wpos.mul(omt.mul(s.p).sub(t.mul(s.pm)));
+        let pg = self.power.apply(s.p, || s.sp_neg.neg(), gamma);
+        let apg = alpha.mul(pg);
+        let loss_neg = apg.mul(s.sp_pos);
+        let grad_neg = apg.mul(gamma.mul(s.pm).mul_add(s.sp_pos, s.p));
+        let pos = zero.lt(t);
+        (V::select(pos, loss_pos, loss_neg), V::select(pos, grad_pos, grad_neg))
+    }
+
+    fn scalar(&self, x: f64, t: f64, _class: usize) -> (f64, f64) {
+        crate::reference::varifocal_element(x, t, self.alpha as f64, self.gamma as f64, self.iou_weighted)
+    }
+}
+
+/// Quality focal loss.
+pub(crate) struct QualityFocal {
+    pub beta: f32,
+    pub power: Power,
+}
+
+impl DenseElement for QualityFocal {
+    #[inline(always)]
+    fn eval<V: F32v>(&self, x: V, t: V, _j: usize, _len: usize) -> (V, V) {
+        let zero = V::splat(0.0);
+        let one = V::splat(1.0);
+        let beta = V::splat(self.beta);
+        let s = sigmoid_parts(x);
+        let omt = one.sub(t);
+        let ce = t.mul_add(s.sp_neg, omt.mul(s.sp_pos));
+        let d = omt.mul(s.p).sub(t.mul(s.pm));
+        let ad = d.abs();
+        let db = self.power.apply(
+            ad,
+            || V::select(t.eq(zero), s.sp_neg.neg(), V::select(t.eq(one), s.sp_pos.neg(), log(ad))),
+            beta,
+        );
+        let first = V::select(d.eq(zero), zero, beta.mul(db).div(d).mul(s.p.mul(s.pm).mul(ce)));
+        (db.mul(ce), db.mul_add(d, first))
+    }
+
+    fn scalar(&self, x: f64, t: f64, _class: usize) -> (f64, f64) {
+        crate::reference::quality_focal_element(x, t, self.beta as f64)
+    }
+}
+
+/// Weights of a dense loss: none, one per row, or one per element.
+pub(crate) enum WeightsRef<'a> {
+    None,
+    PerRow(&'a [f32]),
+    PerElement(&'a [f32]),
+}
+
+/// Flushes the `f32` row accumulator into `f64` after this many vectors, bounding the `f32`
+/// rounding of any partial sum to 8 terms.
+const FLUSH_EVERY: usize = 8;
+
+/// Running loss sum of a chunk: `f32` lanes over at most [`FLUSH_EVERY`] vectors, `f64` lanes
+/// beyond, plus the `f64` sum of the elements that took the scalar path.
+struct LossSum<V: F32v> {
+    lanes: V,
+    count: usize,
+    wide: V::Acc,
+    scalar: f64,
+}
+
+impl<V: F32v> LossSum<V> {
+    #[inline(always)]
+    fn new() -> Self {
+        LossSum { lanes: V::splat(0.0), count: 0, wide: V::acc_zero(), scalar: 0.0 }
+    }
+    #[inline(always)]
+    fn add(&mut self, v: V) {
+        self.lanes = self.lanes.add(v);
+        self.count += 1;
+        if self.count == FLUSH_EVERY {
+            self.flush();
+        }
+    }
+    #[inline(always)]
+    fn flush(&mut self) {
+        if self.count > 0 {
+            self.wide = V::acc_add(self.wide, self.lanes);
+            self.lanes = V::splat(0.0);
+            self.count = 0;
+        }
+    }
+    #[inline(always)]
+    fn total(mut self) -> f64 {
+        self.flush();
+        V::acc_sum(self.wide) + self.scalar
+    }
+}
+
+/// Drives a [`DenseElement`] over rows with targets and weights.
+pub(crate) struct DenseKernel<'a, E> {
+    pub element: E,
+    pub classes: usize,
+    pub targets: &'a [f32],
+    pub weights: WeightsRef<'a>,
+    /// Gradient scale: normaliser and upstream gradient.
+    pub grad_scale: f32,
+}
+
+impl<E: DenseElement> DenseKernel<'_, E> {
+    fn weight_at(&self, row: usize, index: usize) -> f32 {
+        match self.weights {
+            WeightsRef::None => 1.0,
+            WeightsRef::PerRow(w) => w[row],
+            WeightsRef::PerElement(w) => w[index],
+        }
+    }
+}
+
+impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
+    #[inline(always)]
+    fn run<V: F32v>(&self, mut chunk: Chunk<'_>) -> f64 {
+        let c = self.classes;
+        let rows = chunk.x.len() / c;
+        let scale = V::splat(self.grad_scale);
+        let iota = V::iota();
+        let mut sum = LossSum::<V>::new();
+        for r in 0..rows {
+            let row = chunk.row0 + r;
+            let base = r * c;
+            let gbase = row * c;
+            let xs = &chunk.x[base..base + c];
+            let ts = &self.targets[gbase..gbase + c];
+            let mut j = 0;
+            while j < c {
+                let len = V::LANES.min(c - j);
+                let full = len == V::LANES;
+                let x = if full { V::load(&xs[j..]) } else { V::load_partial(&xs[j..j + len]) };
+                if !x.all_finite() {
+                    for i in 0..len {
+                        let w = self.weight_at(row, gbase + j + i) as f64;
+                        let (l, g) = self.element.scalar(xs[j + i] as f64, ts[j + i] as f64, j + i);
+                        sum.scalar += w * l;
+                        scalar_store(&mut chunk, base + j + i, w * l, w * g * self.grad_scale as f64);
+                    }
+                    j += len;
+                    continue;
+                }
+                let t = if full { V::load(&ts[j..]) } else { V::load_partial(&ts[j..j + len]) };
+                let (mut loss, mut grad) = self.element.eval(x, t, j, len);
+                let weight = match self.weights {
+                    WeightsRef::None => None,
+                    WeightsRef::PerRow(w) => Some(V::splat(w[row])),
+                    WeightsRef::PerElement(w) => {
+                        let ws = &w[gbase + j..gbase + j + len];
+                        Some(if full { V::load(ws) } else { V::load_partial(ws) })
+                    }
+                };
+                if let Some(w) = weight {
+                    loss = loss.mul(w);
+                    grad = grad.mul(w);
+                }
+                sum.add(if full { loss } else { V::select(iota.lt(V::splat(len as f32)), loss, V::splat(0.0)) });
+                store(&mut chunk.loss, base + j, len, loss);
+                store(&mut chunk.grad, base + j, len, grad.mul(scale));
+                j += len;
+            }
+            sum.flush();
+        }
+        sum.total()
+    }
+}
+
+#[inline(always)]
+fn store<V: F32v>(out: &mut Option<&mut [f32]>, at: usize, len: usize, v: V) {
+    if let Some(out) = out {
+        if len == V::LANES {
+            v.store(&mut out[at..]);
+        } else {
+            v.store_partial(&mut out[at..at + len]);
+        }
+    }
+}
+
+/// Writes one element computed on the scalar path.
+fn scalar_store(chunk: &mut Chunk<'_>, at: usize, loss: f64, grad: f64) {
+    if let Some(out) = &mut chunk.loss {
+        out[at] = loss as f32;
+    }
+    if let Some(out) = &mut chunk.grad {
+        out[at] = grad as f32;
+    }
+}
+
+/// Sigmoid focal loss with sparse labels: no one-hot array is ever built; the positive lane of
+/// a row is found by comparing class indices with the row's label.
+pub(crate) struct SigmoidSparse<'a> {
+    pub labels: &'a [i32],
+    pub classes: usize,
+    pub alpha: AlphaLanes,
+    pub gamma: f32,
+    pub power: Power,
+    pub grad_scale: f32,
+}
+
+impl SigmoidSparse<'_> {
+    /// `(loss, dloss/dx)` for hard targets, `pos` marking the positive lanes. With
+    /// `s = +-x`, `q = 1 - p_t = sigmoid(-s)`: `L = alpha_t q^gamma softplus(-s)` and
+    /// `dL/ds = -alpha_t q^gamma (gamma p_t softplus(-s) + q)`; the gradient scale and the sign
+    /// of `ds/dx` are folded into the gradient's alpha.
+    #[inline(always)]
+    fn eval<V: F32v, const POWER: u8, const UNIFORM: bool>(&self, x: V, pos: V::Mask, j: usize, len: usize) -> (V, V) {
+        let zero = V::splat(0.0);
+        let gamma = V::splat(self.gamma);
+        let s = V::select(pos, x, x.neg());
+        let e = exp(x.abs().neg());
+        let (r, z) = sigmoid_denominators(e);
+        let er = e.mul(r);
+        let s_nonneg = zero.le(s);
+        let pt = V::select(s_nonneg, r, er);
+        let q = V::select(s_nonneg, er, r);
+        let l = log1p_from_z(z);
+        let ce = l.sub(s.min(zero));
+        let qg = Power::from_tag(POWER).apply(q, || l.add(s.max(zero)).neg(), gamma);
+        let (a_loss, a_grad) = self.alpha.lanes::<V, UNIFORM>(pos, j, len);
+        let loss = a_loss.mul(qg).mul(ce);
+        let grad = a_grad.mul(qg).mul(gamma.mul(pt).mul_add(ce, q));
+        (loss, grad)
+    }
+}
+
+impl SigmoidSparse<'_> {
+    /// [`SigmoidSparse::eval`] for a vector with no positive lane (nearly all of them):
+    /// `s = -x`, so the sign selects disappear.
+    #[inline(always)]
+    fn eval_negative<V: F32v, const POWER: u8, const UNIFORM: bool>(
+        &self,
+        x: V,
+        j: usize,
+        len: usize,
+        uniform_neg: (V, V),
+    ) -> (V, V) {
+        let zero = V::splat(0.0);
+        let gamma = V::splat(self.gamma);
+        let e = exp(x.abs().neg());
+        let (r, z) = sigmoid_denominators(e);
+        let er = e.mul(r);
+        // s = -x >= 0 where x <= 0: there p_t = r and q = e r.
+        let x_nonpos = x.le(zero);
+        let pt = V::select(x_nonpos, r, er);
+        let q = V::select(x_nonpos, er, r);
+        let l = log1p_from_z(z);
+        let ce = l.add(x.max(zero));
+        let qg = Power::from_tag(POWER).apply(q, || x.min(zero).sub(l), gamma);
+        let (a_loss, a_grad) = if UNIFORM {
+            uniform_neg
+        } else {
+            (
+                AlphaLanes::load(&self.alpha.loss_neg, false, j, len),
+                AlphaLanes::load(&self.alpha.grad_neg, false, j, len),
+            )
+        };
+        let loss = a_loss.mul(qg).mul(ce);
+        let grad = a_grad.mul(qg).mul(gamma.mul(pt).mul_add(ce, q));
+        (loss, grad)
+    }
+}
+
+impl ChunkKernel for SigmoidSparse<'_> {
+    #[inline(always)]
+    fn run<V: F32v>(&self, chunk: Chunk<'_>) -> f64 {
+        // One compiled loop per (power, alpha layout): no dispatch inside the loop.
+        match (self.power.tag(), self.alpha.uniform) {
+            (0, true) => self.rows::<V, 0, true>(chunk),
+            (1, true) => self.rows::<V, 1, true>(chunk),
+            (2, true) => self.rows::<V, 2, true>(chunk),
+            (_, true) => self.rows::<V, 3, true>(chunk),
+            (0, false) => self.rows::<V, 0, false>(chunk),
+            (1, false) => self.rows::<V, 1, false>(chunk),
+            (2, false) => self.rows::<V, 2, false>(chunk),
+            (_, false) => self.rows::<V, 3, false>(chunk),
+        }
+    }
+}
+
+impl SigmoidSparse<'_> {
+    #[inline(always)]
+    fn rows<V: F32v, const POWER: u8, const UNIFORM: bool>(&self, mut chunk: Chunk<'_>) -> f64 {
+        let c = self.classes;
+        let rows = chunk.x.len() / c;
+        let iota = V::iota();
+        let mut sum = LossSum::<V>::new();
+        // Hoisted out of the loop: the alpha of negatives when it is the same for all classes.
+        let uniform_neg = (V::splat(self.alpha.loss_neg[0]), V::splat(self.alpha.grad_neg[0]));
+        for r in 0..rows {
+            let label = self.labels[chunk.row0 + r];
+            let base = r * c;
+            if label == IGNORE {
+                for out in [&mut chunk.loss, &mut chunk.grad].into_iter().flatten() {
+                    out[base..base + c].fill(0.0);
+                }
+                continue;
+            }
+            let xs = &chunk.x[base..base + c];
+            let mut j = 0;
+            while j < c {
+                let len = V::LANES.min(c - j);
+                let full = len == V::LANES;
+                let x = if full { V::load(&xs[j..]) } else { V::load_partial(&xs[j..j + len]) };
+                if !x.all_finite() {
+                    for i in 0..len {
+                        let t = if label == (j + i) as i32 { 1.0 } else { 0.0 };
+                        let (ap, an) = self.alpha.scalar(j + i);
+                        let (l, g) =
+                            crate::reference::sigmoid_focal_element(xs[j + i] as f64, t, ap, an, self.gamma as f64);
+                        sum.scalar += l;
+                        scalar_store(&mut chunk, base + j + i, l, g * self.grad_scale as f64);
+                    }
+                    j += len;
+                    continue;
+                }
+                let (loss, grad) = match (label as isize - j as isize).try_into() {
+                    Ok(k) if k < len => self.eval::<V, POWER, UNIFORM>(x, V::lane_mask(k), j, len),
+                    _ => self.eval_negative::<V, POWER, UNIFORM>(x, j, len, uniform_neg),
+                };
+                sum.add(if full { loss } else { V::select(iota.lt(V::splat(len as f32)), loss, V::splat(0.0)) });
+                store(&mut chunk.loss, base + j, len, loss);
+                store(&mut chunk.grad, base + j, len, grad);
+                j += len;
+            }
+            sum.flush();
+        }
+        sum.total()
+    }
+}
+
+/// Softmax focal loss, one row per anchor: three passes over the row while it sits in L1
+/// (max; exponentials and the sum of the other classes; gradient).
+pub(crate) struct SoftmaxFocal<'a> {
+    pub labels: &'a [i32],
+    pub classes: usize,
+    /// Alpha of each class (1 without weighting).
+    pub alpha: Vec<f64>,
+    pub gamma: f64,
+    pub grad_scale: f32,
+}
+
+impl ChunkKernel for SoftmaxFocal<'_> {
+    #[inline(always)]
+    fn run<V: F32v>(&self, mut chunk: Chunk<'_>) -> f64 {
+        let c = self.classes;
+        let rows = chunk.x.len() / c;
+        let iota = V::iota();
+        let mut total = 0.0f64;
+        for r in 0..rows {
+            let label = self.labels[chunk.row0 + r];
+            let base = r * c;
+            let xs = &chunk.x[base..base + c];
+            if label < 0 {
+                for out in [&mut chunk.loss, &mut chunk.grad].into_iter().flatten() {
+                    out[base..base + c].fill(0.0);
+                }
+                continue;
+            }
+            let y = label as usize;
+            if xs.iter().any(|v| v.is_nan()) {
+                for out in [&mut chunk.loss, &mut chunk.grad].into_iter().flatten() {
+                    out[base..base + c].fill(f32::NAN);
+                }
+                total += f64::NAN;
+                continue;
+            }
+            // Pass 1: the row maximum.
+            let mut vmax = V::splat(f32::NEG_INFINITY);
+            let mut j = 0;
+            while j < c {
+                let len = V::LANES.min(c - j);
+                let x = if len == V::LANES {
+                    V::load(&xs[j..])
+                } else {
+                    V::select(
+                        iota.lt(V::splat(len as f32)),
+                        V::load_partial(&xs[j..j + len]),
+                        V::splat(f32::NEG_INFINITY),
+                    )
+                };
+                vmax = vmax.max(x);
+                j += len;
+            }
+            let max = vmax.max_lane();
+            // Pass 2: e_j = exp(x_j - max), and the sum of the classes other than y (no
+            // cancellation when p_y is close to 1).
+            let label_f = V::splat(label as f32);
+            let vm = V::splat(max);
+            let mut other = 0.0f64;
+            let mut j = 0;
+            while j < c {
+                let len = V::LANES.min(c - j);
+                let x = if len == V::LANES { V::load(&xs[j..]) } else { V::load_partial(&xs[j..j + len]) };
+                let e = exp(x.sub(vm));
+                let keep = V::and(iota.lt(V::splat(len as f32)), iota.add(V::splat(j as f32)).ne(label_f));
+                other += V::select(keep, e, V::splat(0.0)).sum_f64();
+                if let Some(g) = &mut chunk.grad {
+                    store(&mut Some(&mut **g), base + j, len, e);
+                }
+                j += len;
+            }
+            let e_y = (xs[y] as f64 - max as f64).exp();
+            let sum = e_y + other;
+            let q = other / sum;
+            let logp = -(other / e_y).ln_1p();
+            let p_y = e_y / sum;
+            let qg = q.powf(self.gamma);
+            let ratio = if q > 0.0 { logp / q } else { -1.0 };
+            let a = self.alpha[y];
+            let loss = -a * qg * logp;
+            total += loss;
+            if let Some(l) = &mut chunk.loss {
+                l[base..base + c].fill(0.0);
+                l[base + y] = loss as f32;
+            }
+            // Pass 3: dL/dx_j = G (delta_jy - p_j), with 1 - p_y taken as q.
+            if let Some(g) = &mut chunk.grad {
+                let big_g = a * qg * (self.gamma * p_y * ratio - 1.0);
+                let coef = V::splat((-big_g / sum) as f32 * self.grad_scale);
+                let mut j = 0;
+                while j < c {
+                    let len = V::LANES.min(c - j);
+                    let gs = &mut g[base + j..base + j + len];
+                    let e = if len == V::LANES { V::load(gs) } else { V::load_partial(gs) };
+                    let v = e.mul(coef);
+                    if len == V::LANES {
+                        v.store(gs)
+                    } else {
+                        v.store_partial(gs)
+                    }
+                    j += len;
+                }
+                g[base + y] = (big_g * q) as f32 * self.grad_scale;
+            }
+        }
+        total
+    }
+}
