@@ -30,7 +30,7 @@ __device__ __forceinline__ void softmax_focal(const LossArgs& a) {
             if (row >= rows) break;  // uniform across the warp
             const uint32_t base = row * classes;
             const int label = a.labels[row];
-            const float scale = a.scale ? a.scale[row / uint32_t(a.rows_per_image)] : a.uniform_scale;
+            const float scale = a.scale ? a.scale[fast_div(row, a.rows_per_image_magic)] : a.uniform_scale;
             const bool ignored = label == kIgnore || label == kBackground;
             const bool bad = !ignored && (label < kIgnore || label >= int(classes));
             if (ignored || bad) {

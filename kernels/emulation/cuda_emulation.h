@@ -182,6 +182,10 @@ T atomicMin(T* address, T value) {
     return old;
 }
 
+inline unsigned long long __umul64hi(unsigned long long a, unsigned long long b) {
+    return (unsigned long long)(((unsigned __int128)a * b) >> 64);
+}
+
 inline float __int_as_float(int v) {
     float f;
     std::memcpy(&f, &v, 4);

@@ -19,6 +19,8 @@ pub(crate) struct LossArgs {
     pub first_bad_row: u64,
     pub numel: u64,
     pub rows_per_image: u64,
+    pub classes_magic: u64,
+    pub rows_per_image_magic: u64,
     pub classes: u32,
     pub weight_mode: u32,
     pub upstream: f32,
@@ -52,6 +54,11 @@ unsafe impl cudarc::driver::DeviceRepr for LossArgs {}
 // SAFETY: as above.
 unsafe impl cudarc::driver::DeviceRepr for ReduceArgs {}
 
+/// `ceil(2^64 / d)` for the kernels' `fast_div` (0 for d <= 1, where the quotient is n).
+pub(crate) fn div_magic(d: u64) -> u64 {
+    if d <= 1 { 0 } else { u64::MAX / d + 1 }
+}
+
 /// `LossArgs::weight_mode`.
 pub(crate) const WEIGHT_NONE: u32 = 0;
 pub(crate) const WEIGHT_PER_ROW: u32 = 1;
@@ -67,9 +74,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn div_magic_divides_exactly() {
+        // The kernels' fast_div: (magic * n) >> 64, for every 32-bit n; spot-check the edges.
+        for d in [1u64, 2, 3, 7, 80, 81, 120_087, 1 << 20, u64::from(u32::MAX)] {
+            let m = div_magic(d);
+            for n in [0u64, 1, d - 1, d, d + 1, 12_345_678, u64::from(u32::MAX) - 1, u64::from(u32::MAX)] {
+                let q = if m == 0 { n } else { ((u128::from(m) * u128::from(n)) >> 64) as u64 };
+                assert_eq!(q, n / d, "{n} / {d}");
+            }
+        }
+    }
+
+    #[test]
     fn args_have_the_c_layout() {
-        assert_eq!(std::mem::size_of::<LossArgs>(), 128);
-        assert_eq!(std::mem::offset_of!(LossArgs, uniform_scale), 124);
+        assert_eq!(std::mem::size_of::<LossArgs>(), 144);
+        assert_eq!(std::mem::offset_of!(LossArgs, uniform_scale), 140);
         assert_eq!(std::mem::size_of::<ReduceArgs>(), 72);
         assert_eq!(std::mem::offset_of!(ReduceArgs, mode), 68);
     }

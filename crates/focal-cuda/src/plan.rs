@@ -7,7 +7,7 @@
 
 use crate::args::{
     FLAG_IOU_WEIGHTED, LossArgs, MODE_PER_BATCH, MODE_PER_IMAGE, ReduceArgs, WEIGHT_NONE, WEIGHT_PER_ELEMENT,
-    WEIGHT_PER_ROW,
+    WEIGHT_PER_ROW, div_magic,
 };
 use crate::error::{CudaError, Result};
 use focal_core::{Alpha, FocalParams, VarifocalParams};
@@ -261,6 +261,8 @@ pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Res
         first_bad_row: ws.first_bad_row,
         numel: numel as u64,
         rows_per_image: anchors.max(1) as u64,
+        classes_magic: div_magic(classes as u64),
+        rows_per_image_magic: div_magic(anchors as u64),
         classes: classes as u32,
         weight_mode: match req.target {
             TargetKind::Sparse | TargetKind::Dense(Weights::None) => WEIGHT_NONE,
