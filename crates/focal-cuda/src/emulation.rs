@@ -215,16 +215,12 @@ pub(crate) fn run_case<T: Copy, G: Copy>(
     grad_init: G,
     misalign: bool,
 ) -> crate::Result<EmulatedOutput<G>> {
+    // An empty input has nothing to misalign.
+    let misalign = misalign && !logits.is_empty();
     let off = usize::from(misalign);
-    let shifted = |v: &[T]| -> Vec<T> {
-        let mut out = Vec::with_capacity(v.len() + 1);
-        if misalign {
-            out.push(v.first().copied().unwrap_or(logits[0]));
-        }
-        out.extend_from_slice(v);
-        out
-    };
-    let x = shifted(logits);
+    let mut x = Vec::with_capacity(logits.len() + 1);
+    x.extend(logits.first().copied().filter(|_| misalign));
+    x.extend_from_slice(logits);
     let mut grad = vec![grad_init; dims.numel() + off];
     let mut elementwise = vec![f32::NAN; dims.numel() + off];
     let mut ws = HostWorkspace::new(dims);

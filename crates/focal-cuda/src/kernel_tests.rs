@@ -332,3 +332,76 @@ fn empty_input_is_a_zero_loss() {
     let out = run_sigmoid_sparse(&[], &[], Dims::new(2, 0, 80), false);
     assert_eq!(out.loss, 0.0);
 }
+
+#[test]
+fn grid_stride_loops_match_reference() {
+    // At most 2 blocks: 5 elementwise tiles and 13 softmax tiles are walked with a grid stride.
+    crate::plan::GRID_CAP.with(|c| c.set(2));
+    let sigmoid = Objective::SigmoidFocal(FocalParams::retinanet());
+    check::<f32, f32>(&sigmoid, Dims::new(2, 1000, 9), &sparse(false), Normalization::ForegroundPerImage, 1, false);
+    check::<bf16, f32>(&sigmoid, Dims::new(2, 1000, 9), &dense(Weights::PerElement), Normalization::Sum, 2, true);
+    let softmax = Objective::SoftmaxFocal(FocalParams::retinanet());
+    check::<f16, f16>(&softmax, Dims::new(2, 200, 7), &sparse(true), Normalization::Mean, 3, false);
+    crate::plan::GRID_CAP.with(|c| c.set(crate::plan::MAX_GRID));
+}
+
+mod random_problems {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn objective(kind: usize, alpha: Option<f64>, gamma: f64) -> Objective {
+        match kind {
+            0 | 1 => Objective::SigmoidFocal(FocalParams::new(alpha, gamma).unwrap()),
+            2 => Objective::SoftmaxFocal(FocalParams::new(alpha, gamma).unwrap()),
+            3 => Objective::Varifocal(VarifocalParams::new(alpha.unwrap_or(0.75), gamma, gamma > 1.0).unwrap()),
+            _ => Objective::QualityFocal { beta: gamma },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Any shape, parameters, normalisation, alignment and type pair matches the oracle.
+        #[test]
+        fn random_problems_match_reference(
+            images in 1usize..4,
+            anchors in 0usize..70,
+            classes in 1usize..90,
+            kind in 0usize..5,
+            alpha in proptest::option::of(0.0f64..=1.0),
+            gamma in 0.0f64..3.0,
+            norm in 0usize..5,
+            pair in 0usize..5,
+            misalign in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let objective = objective(kind, alpha, gamma);
+            let dims = Dims::new(images, anchors, classes);
+            let sparse_target = matches!(kind, 0 | 2);
+            let normalization = match norm {
+                0 => Normalization::Sum,
+                1 => Normalization::Mean,
+                2 => Normalization::Normalizer(0.5 + gamma),
+                3 if sparse_target => Normalization::ForegroundPerImage,
+                _ if sparse_target => Normalization::ForegroundPerBatch,
+                _ => Normalization::Normalizer(3.0),
+            };
+            let softmax = kind == 2;
+            let weights = [Weights::None, Weights::PerAnchor, Weights::PerElement][norm % 3];
+            let target = move |rng: &mut verify::Rng, dims: Dims| {
+                if sparse_target {
+                    CaseTarget::Sparse(verify::random_labels(rng, dims.rows(), dims.classes, softmax))
+                } else {
+                    verify::random_dense(rng, dims, weights)
+                }
+            };
+            match pair {
+                0 => check::<f32, f32>(&objective, dims, &target, normalization, seed, misalign),
+                1 => check::<f16, f16>(&objective, dims, &target, normalization, seed, misalign),
+                2 => check::<f16, f32>(&objective, dims, &target, normalization, seed, misalign),
+                3 => check::<bf16, bf16>(&objective, dims, &target, normalization, seed, misalign),
+                _ => check::<bf16, f32>(&objective, dims, &target, normalization, seed, misalign),
+            }
+        }
+    }
+}

@@ -203,18 +203,31 @@ fn unsupported(what: impl Into<String>) -> CudaError {
     CudaError::Unsupported(what.into())
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests lower the grid cap to run the grid-stride loops on small shapes.
+    pub(crate) static GRID_CAP: std::cell::Cell<u32> = const { std::cell::Cell::new(MAX_GRID) };
+}
+
+fn grid_cap() -> u64 {
+    #[cfg(test)]
+    return u64::from(GRID_CAP.with(|c| c.get()));
+    #[cfg(not(test))]
+    u64::from(MAX_GRID)
+}
+
 /// Blocks of an elementwise loss kernel: one per tile of `BLOCK * 4` packs, at least one (block
 /// 0 also takes the tail), at most `MAX_GRID`.
 pub(crate) fn elementwise_grid(numel: usize, input: Dtype) -> u32 {
     let pack = (16 / input.bytes()) as u64;
     let tile = u64::from(BLOCK) * PACKS_PER_THREAD;
     let tiles = (numel as u64 / pack).div_ceil(tile);
-    tiles.clamp(1, u64::from(MAX_GRID)) as u32
+    tiles.clamp(1, grid_cap()) as u32
 }
 
 /// Blocks of the softmax kernel: one per tile of 32 rows, at least one, at most `MAX_GRID`.
 pub(crate) fn softmax_grid(rows: usize) -> u32 {
-    (rows as u64).div_ceil(SOFTMAX_TILE_ROWS).clamp(1, u64::from(MAX_GRID)) as u32
+    (rows as u64).div_ceil(SOFTMAX_TILE_ROWS).clamp(1, grid_cap()) as u32
 }
 
 /// The factor on the loss sum when it does not depend on the labels.
