@@ -6,7 +6,8 @@
 #   scripts/gpu-check.sh run     # on the GPU machine, from the repository root (under 8 minutes)
 #
 # `run` executes, with FOCAL_REQUIRE_GPU=1 (a missing GPU fails instead of skipping):
-#   1. the GPU tests of focal-cuda (crates/focal-cuda/tests/gpu.rs);
+#   1. the GPU tests of focal-cuda (crates/focal-cuda/tests/gpu.rs) and the GPU instance of
+#      every kernel property in src/kernel_tests.rs (the same bodies CI runs emulated);
 #   2. `xtask check-kernels`: every kernel and dtype pair, fresh random inputs up to 1M x 80,
 #      poisoned outputs, every element against focal-core's float64 reference, 3-run bit-identity;
 #   3. `xtask bench gpu`: focal-cuda at 8 x 120,087 x 80 (f32, bf16, f16) beside a device-to-device
@@ -22,11 +23,14 @@ build)
     cargo build --release -p xtask
     test_bin=$(cargo test --release -p focal-cuda --test gpu --no-run 2>&1 |
         sed -n 's/.*Executable tests\/gpu.rs (\(.*\))/\1/p' | tail -1)
-    [ -n "$test_bin" ] || { echo "could not find the focal-cuda gpu test binary" >&2; exit 1; }
+    lib_bin=$(cargo test --release -p focal-cuda --lib --no-run 2>&1 |
+        sed -n 's/.*Executable unittests src\/lib.rs (\(.*\))/\1/p' | tail -1)
+    [ -n "$test_bin" ] && [ -n "$lib_bin" ] || { echo "could not find the focal-cuda test binaries" >&2; exit 1; }
     rm -rf "$carry" && mkdir -p "$carry"
     # Debug info is not needed there and would make the carried tree large.
     objcopy --strip-debug target/release/xtask "$carry/xtask"
     objcopy --strip-debug "$test_bin" "$carry/focal-cuda-gpu-tests"
+    objcopy --strip-debug "$lib_bin" "$carry/focal-cuda-lib-tests"
     du -sh "$carry"/*
     ;;
 run)
@@ -55,6 +59,8 @@ run)
         fi
     }
     step gpu-tests "$carry/focal-cuda-gpu-tests"
+    # Every property of the kernel tests, GPU instance (the emulated twins ran in CI).
+    step kernel-tests-gpu "$carry/focal-cuda-lib-tests" ::gpu
     step check-kernels "$carry/xtask" check-kernels
     step bench-gpu "$carry/xtask" bench gpu --json "$out/bench-gpu.json"
     {

@@ -15,16 +15,7 @@ use std::time::Instant;
 
 /// The GPU, or `None` after printing why (an error with `FOCAL_REQUIRE_GPU=1`).
 pub fn gpu_or_skip() -> Result<Option<FocalCuda>> {
-    match FocalCuda::on_device(0) {
-        Ok(f) => Ok(Some(f)),
-        Err(e) if std::env::var("FOCAL_REQUIRE_GPU").as_deref() == Ok("1") => {
-            bail!("FOCAL_REQUIRE_GPU=1 but no GPU: {e}")
-        }
-        Err(e) => {
-            println!("skipped: no CUDA driver ({e})");
-            Ok(None)
-        }
-    }
+    verify::gpu_or_skip().context("FOCAL_REQUIRE_GPU=1 but no GPU")
 }
 
 /// Name, compute capability and memory of device 0, for tables.

@@ -191,7 +191,7 @@ impl HostWorkspace {
 }
 
 /// What one emulated call produced.
-pub(crate) struct EmulatedOutput<G> {
+pub(crate) struct KernelOutput<G> {
     pub loss: f64,
     pub loss_f32: f32,
     pub grad: Vec<G>,
@@ -214,7 +214,7 @@ pub(crate) fn run_case<T: Copy, G: Copy>(
     upstream: f64,
     grad_init: G,
     misalign: bool,
-) -> crate::Result<EmulatedOutput<G>> {
+) -> crate::Result<KernelOutput<G>> {
     // An empty input has nothing to misalign.
     let misalign = misalign && !logits.is_empty();
     let off = usize::from(misalign);
@@ -252,7 +252,7 @@ pub(crate) fn run_case<T: Copy, G: Copy>(
     let req = Request { objective, dims, input, grad: grad_dtype, target: target.kind(), normalization, upstream };
     let steps = plan::plan(&req, &bufs, &ws.ptrs())?;
     emu.run(&steps);
-    Ok(EmulatedOutput {
+    Ok(KernelOutput {
         loss: ws.loss[0],
         loss_f32: ws.loss_f32[0],
         grad: grad[off..].to_vec(),

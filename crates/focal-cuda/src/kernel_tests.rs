@@ -1,26 +1,167 @@
-//! Every kernel, emulated on the CPU, against `focal_core::reference` on small, odd and tail
-//! shapes, through the same launch plans as the GPU path.
+//! Every kernel against `focal_core::reference` on small, odd and tail shapes. Each property is
+//! written once and runs on two backends: the CPU emulation of the kernel sources (always, in
+//! CI) and the GPU (when there is one; `FOCAL_REQUIRE_GPU=1` makes its absence a failure).
+//! Both go through the same launch plans.
 
-use crate::emulation::{emulator, run_case};
+use crate::device::{Call, DeviceElement, DeviceTarget, FocalCuda, Workspace};
+use crate::emulation::{KernelOutput, emulator, run_case};
 use crate::plan::{Dims, Dtype, Normalization, Objective, Weights};
 use crate::verify::{self, CaseTarget, Rng, Tolerance};
-use focal_core::{Element, FocalParams, VarifocalParams};
+use focal_core::{FocalParams, VarifocalParams};
 use half::{bf16, f16};
+use std::sync::OnceLock;
+
+/// Where a test runs the kernels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    /// `kernels/*.cu` compiled as host C++ (see `emulation.rs`).
+    Emulated,
+    /// The embedded PTX on GPU 0.
+    Gpu,
+}
+
+/// The GPU for the lib tests, opened once; `None` (after printing why) without one.
+fn gpu() -> Option<&'static FocalCuda> {
+    static GPU: OnceLock<Result<FocalCuda, String>> = OnceLock::new();
+    let gpu = GPU.get_or_init(|| match verify::gpu_or_skip() {
+        Ok(Some(f)) => Ok(f),
+        Ok(None) => Err("no CUDA driver".into()),
+        Err(e) => Err(format!("FOCAL_REQUIRE_GPU=1 but {e}")),
+    });
+    match gpu {
+        Ok(f) => Some(f),
+        Err(e) => {
+            assert!(!e.starts_with("FOCAL_REQUIRE_GPU"), "{e}");
+            println!("skipped: {e}");
+            None
+        }
+    }
+}
+
+/// Uploads `host` one element past the start of the buffer when `misalign` (so every pointer
+/// is off the 16-byte grid and the scalar path runs), with at least one element allocated.
+fn upload<T: cudarc::driver::DeviceRepr + Default + Copy>(
+    focal: &FocalCuda,
+    host: &[T],
+    misalign: bool,
+) -> cudarc::driver::CudaSlice<T> {
+    let mut v = vec![T::default(); usize::from(misalign)];
+    v.extend_from_slice(host);
+    if v.is_empty() {
+        v.push(T::default());
+    }
+    focal.stream().clone_htod(&v).expect("upload")
+}
+
+/// One call on the GPU with NaN-poisoned outputs.
+#[allow(clippy::too_many_arguments)]
+fn run_gpu<T: DeviceElement, G: DeviceElement>(
+    focal: &FocalCuda,
+    objective: &Objective,
+    dims: Dims,
+    logits: &[T],
+    target: &CaseTarget,
+    normalization: Normalization,
+    upstream: f64,
+    misalign: bool,
+) -> KernelOutput<G> {
+    let s = focal.stream();
+    let n = dims.numel();
+    let off = usize::from(misalign);
+    let span = off..off + n;
+    let x = upload(focal, logits, misalign);
+    let mut grad = upload(focal, &vec![G::from_f64(f64::NAN); n], misalign);
+    let mut elementwise = upload(focal, &vec![f32::NAN; n], misalign);
+    let (labels, targets, weights) = match target {
+        CaseTarget::Sparse(l) => (Some(upload(focal, l, misalign)), None, None),
+        CaseTarget::Dense { targets, weights } => (
+            None,
+            Some(upload(focal, targets, misalign)),
+            weights.as_ref().map(|(k, w)| (*k, w.len(), upload(focal, w, misalign))),
+        ),
+    };
+    let device_target = match (&labels, &targets) {
+        (Some(l), _) => DeviceTarget::Sparse(l.slice(off..off + dims.rows())),
+        (None, Some(t)) => DeviceTarget::Dense {
+            targets: t.slice(span.clone()),
+            weights: weights.as_ref().map(|(k, len, w)| (*k, w.slice(off..off + len))),
+        },
+        (None, None) => unreachable!("a case has labels or targets"),
+    };
+    let mut ws = Workspace::new(s, dims).expect("workspace");
+    let call = Call { objective: objective.clone(), dims, normalization, upstream };
+    focal
+        .forward_backward::<T, G>(
+            &call,
+            &x.slice(span.clone()),
+            device_target,
+            Some(&mut grad.slice_mut(span.clone())),
+            Some(&mut elementwise.slice_mut(span.clone())),
+            &mut ws,
+        )
+        .expect("a valid request");
+    let first_bad_row = match ws.check_labels() {
+        Ok(()) => u32::MAX,
+        Err(crate::CudaError::BadLabel { row, .. }) => row as u32,
+        Err(e) => panic!("{e}"),
+    };
+    KernelOutput {
+        loss: ws.read_loss().expect("loss"),
+        loss_f32: s.clone_dtoh(&ws.loss_device()).expect("loss")[0],
+        grad: s.clone_dtoh(&grad.slice(span.clone())).expect("grad"),
+        elementwise: s.clone_dtoh(&elementwise.slice(span)).expect("elementwise"),
+        first_bad_row,
+    }
+}
+
+impl Backend {
+    /// One call with NaN-poisoned outputs, or `None` when this backend is not here.
+    #[allow(clippy::too_many_arguments)]
+    fn run<T: DeviceElement, G: DeviceElement>(
+        self,
+        objective: &Objective,
+        dims: Dims,
+        logits: &[T],
+        target: &CaseTarget,
+        normalization: Normalization,
+        upstream: f64,
+        misalign: bool,
+    ) -> Option<KernelOutput<G>> {
+        Some(match self {
+            Backend::Emulated => run_case(
+                emulator()?,
+                objective,
+                dims,
+                T::DTYPE,
+                G::DTYPE,
+                logits,
+                target,
+                normalization,
+                upstream,
+                G::from_f64(f64::NAN),
+                misalign,
+            )
+            .expect("a valid request"),
+            Backend::Gpu => run_gpu(gpu()?, objective, dims, logits, target, normalization, upstream, misalign),
+        })
+    }
+
+    /// Whether this backend can run here (prints the skip otherwise).
+    fn here(self) -> bool {
+        match self {
+            Backend::Emulated => emulator().is_some(),
+            Backend::Gpu => gpu().is_some(),
+        }
+    }
+}
 
 /// Shapes `[B, A, C]`: single elements, odd sizes, a pack tail, several blocks and grid-stride
 /// tiles (8192 f16 or 4096 f32 elements per tile).
 const SHAPES: &[(usize, usize, usize)] = &[(1, 1, 1), (1, 3, 5), (2, 37, 7), (3, 29, 80), (2, 301, 21)];
 
-fn dtype_of<T: Element>() -> Dtype {
-    match T::NAME {
-        "f32" => Dtype::F32,
-        "f16" => Dtype::F16,
-        _ => Dtype::Bf16,
-    }
-}
-
 /// Runs one case and compares every gradient element and the loss with the reference.
-fn check<T: Element, G: Element>(
+fn check<T: DeviceElement, G: DeviceElement>(
+    backend: Backend,
     objective: &Objective,
     dims: Dims,
     make_target: &dyn Fn(&mut Rng, Dims) -> CaseTarget,
@@ -28,30 +169,21 @@ fn check<T: Element, G: Element>(
     seed: u64,
     misalign: bool,
 ) {
-    let Some(emu) = emulator() else { return };
     let mut rng = Rng::new(seed);
     let logits = verify::random_logits_for::<T>(&mut rng, dims.numel(), objective);
     let target = make_target(&mut rng, dims);
     let upstream = 0.75;
-    let out = run_case(
-        emu,
-        objective,
-        dims,
-        dtype_of::<T>(),
-        dtype_of::<G>(),
-        &logits,
-        &target,
-        normalization,
-        upstream,
-        G::from_f64(f64::NAN),
-        misalign,
-    )
-    .expect("a valid request");
+    let Some(out) = backend.run::<T, G>(objective, dims, &logits, &target, normalization, upstream, misalign) else {
+        return;
+    };
     let want = verify::reference(objective, dims, &logits, &target, normalization, upstream, 1).expect("reference");
-    let context =
-        format!("{objective:?} {dims:?} {}->{} {normalization:?} seed {seed} misaligned {misalign}", T::NAME, G::NAME);
+    let context = format!(
+        "{backend:?} {objective:?} {dims:?} {}->{} {normalization:?} seed {seed} misaligned {misalign}",
+        T::NAME,
+        G::NAME
+    );
     let grad: Vec<f64> = out.grad.iter().map(|g| g.to_f64()).collect();
-    if let Err(m) = verify::compare("grad", &grad, &want.grad, Tolerance::for_dtype(dtype_of::<G>()), want.unit) {
+    if let Err(m) = verify::compare("grad", &grad, &want.grad, Tolerance::for_dtype(G::DTYPE), want.unit) {
         panic!("{context}: {m}");
     }
     if let Err(m) = verify::compare("loss", &[out.loss], &[want.loss], Tolerance::LOSS, want.unit / upstream) {
@@ -73,36 +205,59 @@ fn dense(weights: Weights) -> impl Fn(&mut Rng, Dims) -> CaseTarget {
     move |rng, dims| verify::random_dense(rng, dims, weights)
 }
 
-/// One test body per (input, gradient) type pair.
+/// One test per (backend, input type, gradient type) from one body.
 macro_rules! per_dtype {
     ($name:ident, $body:ident) => {
         mod $name {
             use super::*;
+            per_dtype!(@backend emulated, Backend::Emulated, $body);
+            per_dtype!(@backend gpu, Backend::Gpu, $body);
+        }
+    };
+    (@backend $module:ident, $backend:expr, $body:ident) => {
+        mod $module {
+            use super::*;
             #[test]
             fn f32_to_f32() {
-                $body::<f32, f32>();
+                $body::<f32, f32>($backend);
             }
             #[test]
             fn f16_to_f16() {
-                $body::<f16, f16>();
+                $body::<f16, f16>($backend);
             }
             #[test]
             fn f16_to_f32() {
-                $body::<f16, f32>();
+                $body::<f16, f32>($backend);
             }
             #[test]
             fn bf16_to_bf16() {
-                $body::<bf16, bf16>();
+                $body::<bf16, bf16>($backend);
             }
             #[test]
             fn bf16_to_f32() {
-                $body::<bf16, f32>();
+                $body::<bf16, f32>($backend);
             }
         }
     };
 }
 
-fn sigmoid_sparse_matches_reference<T: Element, G: Element>() {
+/// One test per backend from one body.
+macro_rules! per_backend {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn emulated() {
+                super::$name(super::Backend::Emulated);
+            }
+            #[test]
+            fn gpu() {
+                super::$name(super::Backend::Gpu);
+            }
+        }
+    };
+}
+
+fn sigmoid_sparse_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
     let objectives = [
         Objective::SigmoidFocal(FocalParams::retinanet()),
         Objective::SigmoidFocal(FocalParams::new(None, 0.0).unwrap()),
@@ -123,13 +278,21 @@ fn sigmoid_sparse_matches_reference<T: Element, G: Element>() {
                 continue;
             }
             let norm = norms[(s + k) % norms.len()];
-            check::<T, G>(objective, Dims::new(b, a, c), &sparse(false), norm, (s * 10 + k) as u64, (s + k) % 2 == 1);
+            check::<T, G>(
+                backend,
+                objective,
+                Dims::new(b, a, c),
+                &sparse(false),
+                norm,
+                (s * 10 + k) as u64,
+                (s + k) % 2 == 1,
+            );
         }
     }
 }
 per_dtype!(sigmoid_sparse, sigmoid_sparse_matches_reference);
 
-fn sigmoid_dense_matches_reference<T: Element, G: Element>() {
+fn sigmoid_dense_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
     let objectives = [
         Objective::SigmoidFocal(FocalParams::retinanet()),
         Objective::SigmoidFocal(FocalParams::new(None, 0.3).unwrap()),
@@ -139,6 +302,7 @@ fn sigmoid_dense_matches_reference<T: Element, G: Element>() {
         for (k, objective) in objectives.iter().enumerate() {
             let w = weights[(s + k) % 3];
             check::<T, G>(
+                backend,
                 objective,
                 Dims::new(b, a, c),
                 &dense(w),
@@ -151,7 +315,7 @@ fn sigmoid_dense_matches_reference<T: Element, G: Element>() {
 }
 per_dtype!(sigmoid_dense, sigmoid_dense_matches_reference);
 
-fn softmax_matches_reference<T: Element, G: Element>() {
+fn softmax_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
     let objectives = [
         Objective::SoftmaxFocal(FocalParams::new(Some(0.25), 2.0).unwrap()),
         Objective::SoftmaxFocal(FocalParams::new(None, 0.7).unwrap()),
@@ -161,6 +325,7 @@ fn softmax_matches_reference<T: Element, G: Element>() {
     for (s, &(b, a, c)) in shapes.iter().enumerate() {
         for (k, objective) in objectives.iter().enumerate() {
             check::<T, G>(
+                backend,
                 objective,
                 Dims::new(b, a, c),
                 &sparse(true),
@@ -173,7 +338,7 @@ fn softmax_matches_reference<T: Element, G: Element>() {
 }
 per_dtype!(softmax, softmax_matches_reference);
 
-fn varifocal_matches_reference<T: Element, G: Element>() {
+fn varifocal_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
     let objectives = [
         Objective::Varifocal(VarifocalParams::mmdet()),
         Objective::Varifocal(VarifocalParams::new(0.5, 1.5, false).unwrap()),
@@ -181,102 +346,122 @@ fn varifocal_matches_reference<T: Element, G: Element>() {
     for (s, &(b, a, c)) in SHAPES.iter().enumerate() {
         for (k, objective) in objectives.iter().enumerate() {
             let w = [Weights::None, Weights::PerElement, Weights::PerAnchor][(s + k) % 3];
-            check::<T, G>(objective, Dims::new(b, a, c), &dense(w), Normalization::Mean, (s * 10 + k) as u64, k == 1);
+            check::<T, G>(
+                backend,
+                objective,
+                Dims::new(b, a, c),
+                &dense(w),
+                Normalization::Mean,
+                (s * 10 + k) as u64,
+                k == 1,
+            );
         }
     }
 }
 per_dtype!(varifocal, varifocal_matches_reference);
 
-fn quality_focal_matches_reference<T: Element, G: Element>() {
+fn quality_focal_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
     let objectives = [Objective::QualityFocal { beta: 2.0 }, Objective::QualityFocal { beta: 0.6 }];
     for (s, &(b, a, c)) in SHAPES.iter().enumerate() {
         for (k, objective) in objectives.iter().enumerate() {
             let w = [Weights::PerAnchor, Weights::None, Weights::PerElement][(s + k) % 3];
-            check::<T, G>(objective, Dims::new(b, a, c), &dense(w), Normalization::Sum, (s * 10 + k) as u64, k == 0);
+            check::<T, G>(
+                backend,
+                objective,
+                Dims::new(b, a, c),
+                &dense(w),
+                Normalization::Sum,
+                (s * 10 + k) as u64,
+                k == 0,
+            );
         }
     }
 }
 per_dtype!(quality_focal, quality_focal_matches_reference);
 
-/// A plan run on the host with explicit buffers, for the properties below.
+/// The RetinaNet loss on `backend` for the properties below.
 fn run_sigmoid_sparse(
+    backend: Backend,
     logits: &[f32],
     labels: &[i32],
     dims: Dims,
     misalign: bool,
-) -> crate::emulation::EmulatedOutput<f32> {
-    let emu = emulator().expect("checked by the caller");
-    run_case(
-        emu,
+) -> Option<KernelOutput<f32>> {
+    backend.run::<f32, f32>(
         &Objective::SigmoidFocal(FocalParams::retinanet()),
         dims,
-        Dtype::F32,
-        Dtype::F32,
         logits,
         &CaseTarget::Sparse(labels.to_vec()),
         Normalization::ForegroundPerImage,
         1.0,
-        f32::NAN,
         misalign,
     )
-    .expect("a valid request")
 }
 
-#[test]
-fn nan_logit_gives_nan_gradient_and_loss() {
-    if emulator().is_none() {
-        return;
-    }
+fn nan_logit_gives_nan_gradient_and_loss(backend: Backend) {
     let dims = Dims::new(1, 5, 3);
     let mut logits = vec![0.5f32; 15];
     logits[7] = f32::NAN;
-    let out = run_sigmoid_sparse(&logits, &[0, -1, 2, -1, 1], dims, false);
+    let Some(out) = run_sigmoid_sparse(backend, &logits, &[0, -1, 2, -1, 1], dims, false) else { return };
     assert!(out.grad[7].is_nan(), "NaN in must give NaN out");
     assert!(out.grad.iter().enumerate().all(|(i, g)| i == 7 || g.is_finite()));
     assert!(out.loss.is_nan());
 }
+per_backend!(nan_logit_gives_nan_gradient_and_loss);
 
-#[test]
-fn out_of_range_label_is_flagged_with_its_row() {
-    if emulator().is_none() {
-        return;
-    }
+fn out_of_range_label_is_flagged_with_its_row(backend: Backend) {
     let dims = Dims::new(1, 4, 3);
-    let out = run_sigmoid_sparse(&[0.25f32; 12], &[0, -1, 3, -7], dims, false);
+    let Some(out) = run_sigmoid_sparse(backend, &[0.25f32; 12], &[0, -1, 3, -7], dims, false) else { return };
     assert_eq!(out.first_bad_row, 2);
     assert!(out.grad[6..12].iter().all(|g| g.is_nan()));
     assert!(out.grad[..6].iter().all(|g| g.is_finite()));
 }
+per_backend!(out_of_range_label_is_flagged_with_its_row);
 
-#[test]
-fn ignored_anchors_get_zero_gradient() {
-    if emulator().is_none() {
-        return;
-    }
+fn ignored_anchors_get_zero_gradient(backend: Backend) {
     let dims = Dims::new(1, 3, 4);
-    let out = run_sigmoid_sparse(&[3.0f32; 12], &[-2, 1, -2], dims, false);
+    let Some(out) = run_sigmoid_sparse(backend, &[3.0f32; 12], &[-2, 1, -2], dims, false) else { return };
     assert!(out.grad[..4].iter().chain(&out.grad[8..]).all(|&g| g == 0.0));
     assert!(out.grad[4..8].iter().all(|&g| g != 0.0));
 }
+per_backend!(ignored_anchors_get_zero_gradient);
 
-#[test]
-fn scalar_path_and_repeated_runs_are_bit_identical() {
-    if emulator().is_none() {
+fn scalar_path_and_repeated_runs_are_bit_identical(backend: Backend) {
+    if !backend.here() {
         return;
     }
-    // Two grid-stride tiles and a tail: 2 * 1000 * 9 = 18000 elements.
+    // Several tiles and a tail: 2 * 1000 * 9 = 18000 elements.
     let dims = Dims::new(2, 1000, 9);
     let mut rng = Rng::new(11);
     let logits = verify::random_logits::<f32>(&mut rng, dims.numel());
     let labels = verify::random_labels(&mut rng, dims.rows(), dims.classes, false);
-    let vector = run_sigmoid_sparse(&logits, &labels, dims, false);
-    let scalar = run_sigmoid_sparse(&logits, &labels, dims, true);
-    let again = run_sigmoid_sparse(&logits, &labels, dims, false);
-    for other in [&scalar, &again] {
+    let run = |misalign| run_sigmoid_sparse(backend, &logits, &labels, dims, misalign).expect("backend is here");
+    let vector = run(false);
+    for other in [run(true), run(false)] {
         assert_eq!(other.loss.to_bits(), vector.loss.to_bits());
         assert!(other.grad.iter().zip(&vector.grad).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }
+per_backend!(scalar_path_and_repeated_runs_are_bit_identical);
+
+fn empty_input_is_a_zero_loss(backend: Backend) {
+    let Some(out) = run_sigmoid_sparse(backend, &[], &[], Dims::new(2, 0, 80), false) else { return };
+    assert_eq!(out.loss, 0.0);
+}
+per_backend!(empty_input_is_a_zero_loss);
+
+fn grid_stride_loops_match_reference(backend: Backend) {
+    // At most 2 blocks: 5 elementwise tiles and 13 softmax tiles are walked with a grid stride.
+    crate::plan::GRID_CAP.with(|c| c.set(2));
+    let sigmoid = Objective::SigmoidFocal(FocalParams::retinanet());
+    let dims = Dims::new(2, 1000, 9);
+    check::<f32, f32>(backend, &sigmoid, dims, &sparse(false), Normalization::ForegroundPerImage, 1, false);
+    check::<bf16, f32>(backend, &sigmoid, dims, &dense(Weights::PerElement), Normalization::Sum, 2, true);
+    let softmax = Objective::SoftmaxFocal(FocalParams::retinanet());
+    check::<f16, f16>(backend, &softmax, Dims::new(2, 200, 7), &sparse(true), Normalization::Mean, 3, false);
+    crate::plan::GRID_CAP.with(|c| c.set(crate::plan::MAX_GRID));
+}
+per_backend!(grid_stride_loops_match_reference);
 
 #[test]
 fn gradient_in_place_over_logits_matches_separate_buffer() {
@@ -322,27 +507,6 @@ fn gradient_in_place_over_logits_matches_separate_buffer() {
         emu.run(&crate::plan::plan(&req, &bufs, &ws.ptrs()).unwrap());
         assert!(x.iter().zip(&separate.grad).all(|(a, b)| a.to_bits() == b.to_bits()), "{objective:?}");
     }
-}
-
-#[test]
-fn empty_input_is_a_zero_loss() {
-    if emulator().is_none() {
-        return;
-    }
-    let out = run_sigmoid_sparse(&[], &[], Dims::new(2, 0, 80), false);
-    assert_eq!(out.loss, 0.0);
-}
-
-#[test]
-fn grid_stride_loops_match_reference() {
-    // At most 2 blocks: 5 elementwise tiles and 13 softmax tiles are walked with a grid stride.
-    crate::plan::GRID_CAP.with(|c| c.set(2));
-    let sigmoid = Objective::SigmoidFocal(FocalParams::retinanet());
-    check::<f32, f32>(&sigmoid, Dims::new(2, 1000, 9), &sparse(false), Normalization::ForegroundPerImage, 1, false);
-    check::<bf16, f32>(&sigmoid, Dims::new(2, 1000, 9), &dense(Weights::PerElement), Normalization::Sum, 2, true);
-    let softmax = Objective::SoftmaxFocal(FocalParams::retinanet());
-    check::<f16, f16>(&softmax, Dims::new(2, 200, 7), &sparse(true), Normalization::Mean, 3, false);
-    crate::plan::GRID_CAP.with(|c| c.set(crate::plan::MAX_GRID));
 }
 
 mod random_problems {
@@ -396,11 +560,11 @@ mod random_problems {
                 }
             };
             match pair {
-                0 => check::<f32, f32>(&objective, dims, &target, normalization, seed, misalign),
-                1 => check::<f16, f16>(&objective, dims, &target, normalization, seed, misalign),
-                2 => check::<f16, f32>(&objective, dims, &target, normalization, seed, misalign),
-                3 => check::<bf16, bf16>(&objective, dims, &target, normalization, seed, misalign),
-                _ => check::<bf16, f32>(&objective, dims, &target, normalization, seed, misalign),
+                0 => check::<f32, f32>(Backend::Emulated, &objective, dims, &target, normalization, seed, misalign),
+                1 => check::<f16, f16>(Backend::Emulated, &objective, dims, &target, normalization, seed, misalign),
+                2 => check::<f16, f32>(Backend::Emulated, &objective, dims, &target, normalization, seed, misalign),
+                3 => check::<bf16, bf16>(Backend::Emulated, &objective, dims, &target, normalization, seed, misalign),
+                _ => check::<bf16, f32>(Backend::Emulated, &objective, dims, &target, normalization, seed, misalign),
             }
         }
     }

@@ -4,10 +4,28 @@
 //! cases, the reference computation and the tolerances live in this one place. A mismatch names
 //! the index, the reference, the value and the tolerance `|a - r| <= abs + rel * |r|`.
 
+use crate::device::FocalCuda;
 use crate::plan::{Dims, Dtype, Normalization, Objective, TargetKind, Weights};
 use focal_core::labels::{BACKGROUND, IGNORE};
 use focal_core::reference::{self, ReferenceTarget};
 use focal_core::{Element, Reduction};
+
+/// The one helper every GPU test and tool starts from: device 0, or `Ok(None)` after printing
+/// `skipped: no CUDA driver (...)`. With `FOCAL_REQUIRE_GPU=1` a missing GPU is the `Err`
+/// instead, so a machine that should have one cannot pass by skipping.
+///
+/// # Errors
+/// Why there is no GPU, only when `FOCAL_REQUIRE_GPU=1`.
+pub fn gpu_or_skip() -> crate::Result<Option<FocalCuda>> {
+    match FocalCuda::on_device(0) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if std::env::var("FOCAL_REQUIRE_GPU").as_deref() == Ok("1") => Err(e),
+        Err(e) => {
+            println!("skipped: no CUDA driver ({e})");
+            Ok(None)
+        }
+    }
+}
 
 /// Accepted error `|a - r| <= abs + rel * |r|`, with `abs = abs_floor + abs_unit * unit` where
 /// `unit` is the gradient of one unit of loss (upstream times the largest normaliser scale).

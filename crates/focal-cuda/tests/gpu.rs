@@ -12,14 +12,7 @@ use half::{bf16, f16};
 
 /// The device, or `None` after printing why the test is skipped.
 fn gpu() -> Option<FocalCuda> {
-    match FocalCuda::on_device(0) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            assert!(std::env::var("FOCAL_REQUIRE_GPU").as_deref() != Ok("1"), "FOCAL_REQUIRE_GPU=1 but no GPU: {e}");
-            println!("skipped: no CUDA driver ({e})");
-            None
-        }
-    }
+    verify::gpu_or_skip().expect("FOCAL_REQUIRE_GPU=1 but no GPU")
 }
 
 fn host_target(t: &CaseTarget) -> HostTarget<'_> {
