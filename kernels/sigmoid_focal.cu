@@ -7,7 +7,9 @@
 
 namespace focal {
 
-struct SigmoidFocalSparse {
+// kFast selects variant v2 (sigmoid_parts_fast); see kernels/README.md.
+template <bool kFast>
+struct SigmoidFocalSparseT {
     static constexpr bool kSparse = true;
 
     // t is 0 or 1, so w is pm or p and its log is a softplus we already have: the focal weight
@@ -16,7 +18,7 @@ struct SigmoidFocalSparse {
                                                       uint32_t c) {
         float alpha_pos, alpha_neg;
         class_alpha(a, c, alpha_pos, alpha_neg);
-        const Sigmoid s = sigmoid_parts(x);
+        const Sigmoid s = kFast ? sigmoid_parts_fast(x) : sigmoid_parts(x);
         const float g = a.gamma;
         if (positive) {
             const float wg = focal_weight(s.pm, s.sp_pos, g);
@@ -26,6 +28,9 @@ struct SigmoidFocalSparse {
         return {alpha_neg * wg * s.sp_pos, alpha_neg * wg * (g * s.pm * s.sp_pos + s.p)};
     }
 };
+
+using SigmoidFocalSparse = SigmoidFocalSparseT<false>;
+using SigmoidFocalSparseV2 = SigmoidFocalSparseT<true>;
 
 struct SigmoidFocalDense {
     static constexpr bool kSparse = false;
@@ -54,4 +59,5 @@ struct SigmoidFocalDense {
 }  // namespace focal
 
 FOCAL_ELEMENTWISE_ENTRIES(sigmoid_sparse, focal::SigmoidFocalSparse)
+FOCAL_ELEMENTWISE_ENTRIES(sigmoid_sparse_v2, focal::SigmoidFocalSparseV2)
 FOCAL_ELEMENTWISE_ENTRIES(sigmoid_dense, focal::SigmoidFocalDense)

@@ -182,6 +182,11 @@ T atomicMin(T* address, T value) {
     return old;
 }
 
+// The fast-math intrinsics, at host (better than hardware) precision: the emulation checks the
+// logic of a kernel that uses them; their accuracy is checked on a GPU (check-kernels).
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __logf(float x) { return logf(x); }
+
 inline unsigned long long __umul64hi(unsigned long long a, unsigned long long b) {
     return (unsigned long long)(((unsigned __int128)a * b) >> 64);
 }

@@ -9,7 +9,9 @@ use anyhow::{Context, Result, bail};
 use cudarc::driver::{CudaSlice, DevicePtrMut};
 use focal_core::{FocalParams, VarifocalParams};
 use focal_cuda::verify::{self, CaseTarget, Rng, Tolerance};
-use focal_cuda::{Call, DeviceElement, DeviceTarget, Dims, FocalCuda, Normalization, Objective, Weights, Workspace};
+use focal_cuda::{
+    Call, DeviceElement, DeviceTarget, Dims, FocalCuda, Normalization, Objective, Variant, Weights, Workspace,
+};
 use half::{bf16, f16};
 use std::time::Instant;
 
@@ -191,26 +193,30 @@ pub fn main(args: &[String]) -> Result<()> {
         shapes.push(Dims::new(2, 12_345, 81));
         shapes.push(Dims::new(1, 1_000_000, 80));
     }
-    let cases: Vec<(Objective, &str, Normalization)> = vec![
-        (Objective::SigmoidFocal(FocalParams::retinanet()), "sparse", Normalization::ForegroundPerImage),
-        (Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5)?), "sparse", Normalization::ForegroundPerBatch),
-        (Objective::SigmoidFocal(FocalParams::new(None, 0.5)?), "dense/anchor", Normalization::Normalizer(100.0)),
-        (Objective::SoftmaxFocal(FocalParams::retinanet()), "sparse", Normalization::Mean),
-        (Objective::Varifocal(VarifocalParams::mmdet()), "dense/element", Normalization::Normalizer(100.0)),
-        (Objective::QualityFocal { beta: 2.0 }, "dense/element", Normalization::Mean),
+    let v1 = Variant::V1;
+    let cases: Vec<(Objective, &str, Normalization, Variant)> = vec![
+        (Objective::SigmoidFocal(FocalParams::retinanet()), "sparse", Normalization::ForegroundPerImage, v1),
+        (Objective::SigmoidFocal(FocalParams::retinanet()), "sparse", Normalization::ForegroundPerImage, Variant::V2),
+        (Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5)?), "sparse", Normalization::ForegroundPerBatch, v1),
+        (Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5)?), "sparse", Normalization::Sum, Variant::V2),
+        (Objective::SigmoidFocal(FocalParams::new(None, 0.5)?), "dense/anchor", Normalization::Normalizer(100.0), v1),
+        (Objective::SoftmaxFocal(FocalParams::retinanet()), "sparse", Normalization::Mean, v1),
+        (Objective::Varifocal(VarifocalParams::mmdet()), "dense/element", Normalization::Normalizer(100.0), v1),
+        (Objective::QualityFocal { beta: 2.0 }, "dense/element", Normalization::Mean, v1),
     ];
     let mut failures = 0;
     let mut count = 0;
     for (k, dims) in shapes.iter().enumerate() {
         let big = dims.numel() > 10_000_000;
-        for (j, (objective, target, normalization)) in cases.iter().enumerate() {
-            let call = Call { objective: objective.clone(), dims: *dims, normalization: *normalization, upstream: 0.5 };
+        for (j, (objective, target, normalization, variant)) in cases.iter().enumerate() {
+            let call = Call { upstream: 0.5, variant: *variant, ..Call::new(objective.clone(), *dims, *normalization) };
             let case_seed = seed.wrapping_add((100 * k + j) as u64);
             type Check = fn(&FocalCuda, &Call, &str, u64) -> Result<String>;
             let mut pairs: Vec<(&str, Check)> =
                 vec![("f32->f32", check_case::<f32, f32>), ("bf16->bf16", check_case::<bf16, bf16>)];
-            // At 1M x 80 every pair of the RetinaNet loss, and f32 + bf16 of the others.
-            if !big || j == 0 {
+            // At 1M x 80 every pair of the RetinaNet loss (both variants), and f32 + bf16 of the
+            // others.
+            if !big || j <= 1 {
                 pairs.push(("f16->f16", check_case::<f16, f16>));
                 pairs.push(("f16->f32", check_case::<f16, f32>));
                 pairs.push(("bf16->f32", check_case::<bf16, f32>));
@@ -218,8 +224,9 @@ pub fn main(args: &[String]) -> Result<()> {
             for (name, check) in pairs {
                 count += 1;
                 let label = format!(
-                    "{:<14} {:<13} {:<10} [{}, {}, {}] {:?}",
+                    "{:<14} {:?} {:<13} {:<10} [{}, {}, {}] {:?}",
                     objective_name(objective),
+                    variant,
                     target,
                     name,
                     dims.images,

@@ -3,8 +3,8 @@
 
 use crate::error::{CudaError, Result};
 use crate::plan::{
-    self, Buffers, Dims, Dtype, KernelArgs, MAX_GRID, Normalization, Objective, Request, Step, TargetKind, Weights,
-    WorkspacePtrs,
+    self, Buffers, Dims, Dtype, KernelArgs, MAX_GRID, Normalization, Objective, Request, Step, TargetKind, Variant,
+    Weights, WorkspacePtrs,
 };
 use crate::ptx;
 use cudarc::driver::{
@@ -54,6 +54,15 @@ pub struct Call {
     pub normalization: Normalization,
     /// Upstream gradient multiplied into the written gradient.
     pub upstream: f64,
+    /// Which kernel variant runs where several compete (default: the reference variant).
+    pub variant: Variant,
+}
+
+impl Call {
+    /// A call with upstream gradient 1 and the default kernel variant.
+    pub fn new(objective: Objective, dims: Dims, normalization: Normalization) -> Self {
+        Call { objective, dims, normalization, upstream: 1.0, variant: Variant::default() }
+    }
 }
 
 /// Targets on the device.
@@ -185,12 +194,11 @@ pub struct HostOutput<G> {
 /// let dims = Dims::new(1, 2, 3);
 /// let logits = [0.5f32, -1.0, 2.0, 0.0, 1.0, -3.0];
 /// let labels = [2, -1]; // anchor 0: class 2, anchor 1: background
-/// let call = Call {
-///     objective: Objective::SigmoidFocal(FocalParams::retinanet()),
+/// let call = Call::new(
+///     Objective::SigmoidFocal(FocalParams::retinanet()),
 ///     dims,
-///     normalization: Normalization::ForegroundPerImage,
-///     upstream: 1.0,
-/// };
+///     Normalization::ForegroundPerImage,
+/// );
 /// let out = focal.compute_host::<f32, f32>(&call, &logits, HostTarget::Sparse(&labels))?;
 /// println!("loss {} grad {:?}", out.loss, out.grad);
 /// # Ok::<(), focal_cuda::CudaError>(())
@@ -458,6 +466,7 @@ impl FocalCuda {
             target: kind,
             normalization: call.normalization,
             upstream: call.upstream,
+            variant: call.variant,
         };
         let steps = plan::plan(&req, &bufs, &ws)?;
         self.execute(&steps)

@@ -154,6 +154,12 @@ impl Emulator {
     }
 }
 
+thread_local! {
+    /// The kernel variant the emulated calls of this test thread use.
+    pub(crate) static VARIANT: std::cell::Cell<crate::plan::Variant> =
+        const { std::cell::Cell::new(crate::plan::Variant::V1) };
+}
+
 /// Host workspace with the layout the plans expect.
 pub(crate) struct HostWorkspace {
     partials: Vec<f64>,
@@ -249,7 +255,16 @@ pub(crate) fn run_case<T: Copy, G: Copy>(
             }
         }
     }
-    let req = Request { objective, dims, input, grad: grad_dtype, target: target.kind(), normalization, upstream };
+    let req = Request {
+        objective,
+        dims,
+        input,
+        grad: grad_dtype,
+        target: target.kind(),
+        normalization,
+        upstream,
+        variant: VARIANT.with(|v| v.get()),
+    };
     let steps = plan::plan(&req, &bufs, &ws.ptrs())?;
     emu.run(&steps);
     Ok(KernelOutput {

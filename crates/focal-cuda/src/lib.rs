@@ -34,12 +34,11 @@
 //! ) -> focal_cuda::Result<()> {
 //!     let focal = FocalCuda::new(stream.clone())?; // keep it: modules load once
 //!     let mut workspace = Workspace::new(&stream, dims)?; // reuse it every step
-//!     let call = Call {
-//!         objective: Objective::SigmoidFocal(FocalParams::retinanet()),
+//!     let call = Call::new(
+//!         Objective::SigmoidFocal(FocalParams::retinanet()),
 //!         dims,
-//!         normalization: Normalization::ForegroundPerImage,
-//!         upstream: 1.0,
-//!     };
+//!         Normalization::ForegroundPerImage,
+//!     );
 //!     focal.forward_backward(
 //!         &call,
 //!         &logits.as_view(),
@@ -88,4 +87,4 @@ mod kernel_tests;
 
 pub use device::{Call, DeviceElement, DeviceTarget, FocalCuda, HostOutput, HostTarget, Workspace, is_available};
 pub use error::{CudaError, Result};
-pub use plan::{Dims, Dtype, Normalization, Objective, TargetKind, Weights};
+pub use plan::{Dims, Dtype, Normalization, Objective, TargetKind, Variant, Weights};

@@ -60,6 +60,18 @@ pub enum Normalization {
     ForegroundPerBatch,
 }
 
+/// Which variant of a kernel runs, where several compete (kernels/README.md). Only the sparse
+/// sigmoid focal loss has two so far; the others ignore this.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Variant {
+    /// The reference variant: accurate `expf`, IEEE division, `log1pf`.
+    #[default]
+    V1,
+    /// Cheaper math in the sparse sigmoid focal loss: approximate reciprocal and a
+    /// series / hardware-log2 `log1p` (see `sigmoid_parts_fast` in kernels/focal_common.cuh).
+    V2,
+}
+
 /// The problem shape: logits `[images, anchors, classes]`, row-major.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dims {
@@ -197,6 +209,7 @@ pub(crate) struct Request<'a> {
     pub target: TargetKind,
     pub normalization: Normalization,
     pub upstream: f64,
+    pub variant: Variant,
 }
 
 fn unsupported(what: impl Into<String>) -> CudaError {
@@ -314,7 +327,10 @@ pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Res
     let loss_name = match (req.objective, req.target) {
         (Objective::SigmoidFocal(p), TargetKind::Sparse) => {
             set_alpha(p, &mut args)?;
-            "sigmoid_sparse"
+            match req.variant {
+                Variant::V1 => "sigmoid_sparse",
+                Variant::V2 => "sigmoid_sparse_v2",
+            }
         }
         (Objective::SigmoidFocal(p), TargetKind::Dense(_)) => {
             set_alpha(p, &mut args)?;
@@ -433,6 +449,7 @@ mod tests {
             target,
             normalization: Normalization::Sum,
             upstream: 1.0,
+            variant: Variant::V1,
         }
     }
 

@@ -50,6 +50,11 @@ pub const MODULES: &[PtxModule] = &[
             "focal_sigmoid_sparse_f16_f16",
             "focal_sigmoid_sparse_f16_f32",
             "focal_sigmoid_sparse_f32_f32",
+            "focal_sigmoid_sparse_v2_bf16_bf16",
+            "focal_sigmoid_sparse_v2_bf16_f32",
+            "focal_sigmoid_sparse_v2_f16_f16",
+            "focal_sigmoid_sparse_v2_f16_f32",
+            "focal_sigmoid_sparse_v2_f32_f32",
         ],
     },
     PtxModule {

@@ -52,7 +52,7 @@ fn check<T: DeviceElement, G: DeviceElement>(focal: &FocalCuda, call: &Call, see
 }
 
 fn calls(dims: Dims) -> Vec<Call> {
-    let call = |objective, normalization| Call { objective, dims, normalization, upstream: 0.5 };
+    let call = |objective, normalization| Call { upstream: 0.5, ..Call::new(objective, dims, normalization) };
     vec![
         call(Objective::SigmoidFocal(FocalParams::retinanet()), Normalization::ForegroundPerImage),
         call(Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5).unwrap()), Normalization::Normalizer(5.0)),

@@ -13,7 +13,7 @@ use crate::check_kernels::{describe, gpu_or_skip};
 use anyhow::Result;
 use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr, ValidAsZeroBits};
 use focal_core::FocalParams;
-use focal_cuda::{Call, DeviceElement, DeviceTarget, Dims, FocalCuda, Normalization, Objective, Workspace};
+use focal_cuda::{Call, DeviceElement, DeviceTarget, Dims, FocalCuda, Normalization, Objective, Variant, Workspace};
 use half::{bf16, f16};
 use std::sync::Arc;
 
@@ -85,12 +85,8 @@ fn rows_for<T: DeviceElement + DeviceRepr + ValidAsZeroBits>(
     let mut grad = s.alloc_zeros::<T>(dims.numel())?;
     let mut copy = s.alloc_zeros::<T>(dims.numel())?;
     let mut ws = Workspace::new(&s, dims)?;
-    let call = Call {
-        objective: Objective::SigmoidFocal(FocalParams::retinanet()),
-        dims,
-        normalization: Normalization::ForegroundPerImage,
-        upstream: 1.0,
-    };
+    let call = Call::new(Objective::SigmoidFocal(FocalParams::retinanet()), dims, Normalization::ForegroundPerImage);
+    let call_v2 = Call { variant: Variant::V2, ..call.clone() };
     let mut ours = || -> Result<()> {
         focal.forward_backward::<T, T>(
             &call,
@@ -102,25 +98,41 @@ fn rows_for<T: DeviceElement + DeviceRepr + ValidAsZeroBits>(
         )?;
         Ok(())
     };
+    let mut ws2 = Workspace::new(&s, dims)?;
+    let mut grad2 = s.alloc_zeros::<T>(dims.numel())?;
+    let mut ours_v2 = || -> Result<()> {
+        focal.forward_backward::<T, T>(
+            &call_v2,
+            &x.as_view(),
+            DeviceTarget::Sparse(labels.as_view()),
+            Some(&mut grad2.as_view_mut()),
+            None,
+            &mut ws2,
+        )?;
+        Ok(())
+    };
     let mut floor = || -> Result<()> {
         s.memcpy_dtod(&x, &mut copy)?;
         Ok(())
     };
-    let times = measure_gpu(&s, &mut [&mut ours, &mut floor], calls)?;
+    let times = measure_gpu(&s, &mut [&mut ours, &mut ours_v2, &mut floor], calls)?;
     let n = dims.numel() as f64;
     let elem = T::BYTES as f64;
     let shape = format!("{}x{}x{} {}", dims.images, dims.anchors, dims.classes, T::NAME);
     let group = "sigmoid_focal_fwd_bwd_gpu".to_string();
+    let ours_bytes = n * 2.0 * elem + dims.rows() as f64 * 4.0;
+    let row = |implementation: &str, median_s: f64, bytes: f64| Row {
+        group: group.clone(),
+        implementation: implementation.into(),
+        shape: shape.clone(),
+        threads: 1,
+        median_s,
+        bytes,
+    };
     Ok(vec![
-        Row {
-            group: group.clone(),
-            implementation: "focal-cuda".into(),
-            shape: shape.clone(),
-            threads: 1,
-            median_s: times[0],
-            bytes: n * 2.0 * elem + dims.rows() as f64 * 4.0,
-        },
-        Row { group, implementation: "floor".into(), shape, threads: 1, median_s: times[1], bytes: n * 2.0 * elem },
+        row("focal-cuda v1", times[0], ours_bytes),
+        row("focal-cuda v2", times[1], ours_bytes),
+        row("floor", times[2], n * 2.0 * elem),
     ])
 }
 
