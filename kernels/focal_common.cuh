@@ -97,18 +97,21 @@ struct Sigmoid {
     float p, pm, sp_pos, sp_neg;
 };
 
-__device__ __forceinline__ Sigmoid sigmoid_parts(float x) {
-    // exp(-|x|) never overflows; 1 / (1 + e) and e / (1 + e) are both accurate.
-    const float e = expf(-fabsf(x));
-    const float big = 1.0f / (1.0f + e);
+// From e = exp(-|x|), big = 1 / (1 + e) and l = log1p(e).
+__device__ __forceinline__ Sigmoid assemble_sigmoid(float x, float e, float big, float l) {
     const float small = e * big;
-    const float l = log1pf(e);
     Sigmoid s;
     s.p = x >= 0.0f ? big : small;
     s.pm = x >= 0.0f ? small : big;
     s.sp_pos = fmaxf(x, 0.0f) + l;
     s.sp_neg = fmaxf(-x, 0.0f) + l;
     return s;
+}
+
+__device__ __forceinline__ Sigmoid sigmoid_parts(float x) {
+    // exp(-|x|) never overflows; 1 / (1 + e) and e / (1 + e) are both accurate.
+    const float e = expf(-fabsf(x));
+    return assemble_sigmoid(x, e, 1.0f / (1.0f + e), log1pf(e));
 }
 
 // Class-balancing weights of class c: (alpha_pos, alpha_neg) or the per-class alpha.
@@ -136,16 +139,9 @@ __device__ __forceinline__ uint32_t fast_div(uint32_t n, uint64_t magic) {
 // expf: __expf's argument rounding costs |x| * 2^-24 relative, up to 5e-6 at |x| = 88.
 __device__ __forceinline__ Sigmoid sigmoid_parts_fast(float x) {
     const float e = expf(-fabsf(x));
-    const float big = __fdividef(1.0f, 1.0f + e);
-    const float small = e * big;
     const float series = e * (1.0f - e * (0.5f - e * (1.0f / 3.0f - e * (0.25f - e * 0.2f))));
     const float l = e < 0.0625f ? series : __logf(1.0f + e);
-    Sigmoid s;
-    s.p = x >= 0.0f ? big : small;
-    s.pm = x >= 0.0f ? small : big;
-    s.sp_pos = fmaxf(x, 0.0f) + l;
-    s.sp_neg = fmaxf(-x, 0.0f) + l;
-    return s;
+    return assemble_sigmoid(x, e, __fdividef(1.0f, 1.0f + e), l);
 }
 
 // ---- element access ----

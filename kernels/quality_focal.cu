@@ -31,7 +31,9 @@ struct QualityFocal {
         // any beta). Where more than 4 bits cancel (rare), recompute p - y from an f64 sigmoid.
         if (fabsf(d) < 0.0625f * fmaxf(s.p, y)) d = precise_sigmoid_minus(x, y);
         const float db = pow_nonneg(fabsf(d), beta);
-        const float first = d != 0.0f ? beta * db / d * s.p * s.pm * ce : 0.0f;
+        // |d|^beta / d overflows f32 for tiny d and small beta (d ~ 1e-44 at a saturated logit):
+        // take p (1 - p) / d first, which stays bounded (it is 1 - p where y = 0, p where y = 1).
+        const float first = d != 0.0f ? beta * db * (s.p * s.pm / d) * ce : 0.0f;
         return {db * ce, first + db * d};
     }
 };

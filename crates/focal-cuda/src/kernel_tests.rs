@@ -308,20 +308,7 @@ fn sigmoid_dense_matches_reference<T: DeviceElement, G: DeviceElement>(backend: 
         Objective::SigmoidFocal(FocalParams::new(None, 0.3).unwrap()),
     ];
     let weights = [Weights::None, Weights::PerAnchor, Weights::PerElement];
-    for (s, &(b, a, c)) in SHAPES.iter().enumerate() {
-        for (k, objective) in objectives.iter().enumerate() {
-            let w = weights[(s + k) % 3];
-            check::<T, G>(
-                backend,
-                objective,
-                Dims::new(b, a, c),
-                &dense(w),
-                Normalization::Normalizer(7.0),
-                (s * 10 + k) as u64,
-                (s + k) % 2 == 0,
-            );
-        }
-    }
+    dense_cases::<T, G>(backend, &objectives, weights, Normalization::Normalizer(7.0));
 }
 per_dtype!(sigmoid_dense, sigmoid_dense_matches_reference);
 
@@ -348,44 +335,45 @@ fn softmax_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backen
 }
 per_dtype!(softmax, softmax_matches_reference);
 
+/// The dense-target cases of one loss: every shape, each objective, weights rotating through
+/// `weights`, odd objectives on misaligned buffers.
+fn dense_cases<T: DeviceElement, G: DeviceElement>(
+    backend: Backend,
+    objectives: &[Objective],
+    weights: [Weights; 3],
+    normalization: Normalization,
+) {
+    for (s, &(b, a, c)) in SHAPES.iter().enumerate() {
+        for (k, objective) in objectives.iter().enumerate() {
+            let w = weights[(s + k) % 3];
+            let dims = Dims::new(b, a, c);
+            check::<T, G>(backend, objective, dims, &dense(w), normalization, (s * 10 + k) as u64, k % 2 == 1);
+        }
+    }
+}
+
 fn varifocal_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
     let objectives = [
         Objective::Varifocal(VarifocalParams::mmdet()),
         Objective::Varifocal(VarifocalParams::new(0.5, 1.5, false).unwrap()),
     ];
-    for (s, &(b, a, c)) in SHAPES.iter().enumerate() {
-        for (k, objective) in objectives.iter().enumerate() {
-            let w = [Weights::None, Weights::PerElement, Weights::PerAnchor][(s + k) % 3];
-            check::<T, G>(
-                backend,
-                objective,
-                Dims::new(b, a, c),
-                &dense(w),
-                Normalization::Mean,
-                (s * 10 + k) as u64,
-                k == 1,
-            );
-        }
-    }
+    dense_cases::<T, G>(
+        backend,
+        &objectives,
+        [Weights::None, Weights::PerElement, Weights::PerAnchor],
+        Normalization::Mean,
+    );
 }
 per_dtype!(varifocal, varifocal_matches_reference);
 
 fn quality_focal_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
-    let objectives = [Objective::QualityFocal { beta: 2.0 }, Objective::QualityFocal { beta: 0.6 }];
-    for (s, &(b, a, c)) in SHAPES.iter().enumerate() {
-        for (k, objective) in objectives.iter().enumerate() {
-            let w = [Weights::PerAnchor, Weights::None, Weights::PerElement][(s + k) % 3];
-            check::<T, G>(
-                backend,
-                objective,
-                Dims::new(b, a, c),
-                &dense(w),
-                Normalization::Sum,
-                (s * 10 + k) as u64,
-                k == 0,
-            );
-        }
-    }
+    let objectives = [Objective::QualityFocal { beta: 0.6 }, Objective::QualityFocal { beta: 2.0 }];
+    dense_cases::<T, G>(
+        backend,
+        &objectives,
+        [Weights::PerAnchor, Weights::None, Weights::PerElement],
+        Normalization::Sum,
+    );
 }
 per_dtype!(quality_focal, quality_focal_matches_reference);
 
@@ -534,7 +522,13 @@ mod random_problems {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        // A fixed seed, as every test here; 2,100 cases with random seeds ran clean once the
+        // quality-focal overflow they found was fixed (see kernels/README.md).
+        #![proptest_config(ProptestConfig {
+            cases: 64,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0xf0ca1),
+            ..ProptestConfig::default()
+        })]
 
         /// Any shape, parameters, normalisation, alignment and type pair matches the oracle.
         #[test]

@@ -45,15 +45,20 @@ pub struct Tolerance {
     pub abs_unit: f64,
     /// Absolute part independent of scale (underflow of the output type).
     pub abs_floor: f64,
+    /// The largest finite value of the output type: a reference beyond it must come out as
+    /// that value or the infinity of its sign (round to nearest overflows there).
+    pub max_finite: f64,
 }
 
 impl Tolerance {
     /// For f32 outputs.
-    pub const F32: Tolerance = Tolerance { rel: 2e-5, abs_unit: 1e-6, abs_floor: 1e-37 };
+    pub const F32: Tolerance = Tolerance { rel: 2e-5, abs_unit: 1e-6, abs_floor: 1e-37, max_finite: f32::MAX as f64 };
     /// For f16 outputs: f32's, plus the rounding to f16 and its subnormal spacing.
-    pub const F16: Tolerance = Tolerance { rel: 2e-5 + 4.8828125e-4, abs_unit: 1e-6, abs_floor: 5.960464477539063e-8 };
+    pub const F16: Tolerance =
+        Tolerance { rel: 2e-5 + 4.8828125e-4, abs_unit: 1e-6, abs_floor: 5.960464477539063e-8, max_finite: 65504.0 };
     /// For bf16 outputs: f32's plus the rounding to bf16.
-    pub const BF16: Tolerance = Tolerance { rel: 2e-5 + 3.90625e-3, abs_unit: 1e-6, abs_floor: 1e-37 };
+    pub const BF16: Tolerance =
+        Tolerance { rel: 2e-5 + 3.90625e-3, abs_unit: 1e-6, abs_floor: 1e-37, max_finite: 3.3895313892515355e38 };
     /// For the reduced loss (f64, summed in f64 from f32 elements of one sign).
     pub const LOSS: Tolerance = Tolerance::F32;
 
@@ -129,7 +134,14 @@ pub fn compare(what: &str, values: &[f64], reference: &[f64], tolerance: Toleran
     }
     for (index, (&value, &r)) in values.iter().zip(reference).enumerate() {
         let bound = tolerance.bound(r, unit);
-        let ok = if r.is_nan() || value.is_nan() { r.is_nan() && value.is_nan() } else { (value - r).abs() <= bound };
+        let ok = if r.is_nan() || value.is_nan() {
+            r.is_nan() && value.is_nan()
+        } else if r.abs() > tolerance.max_finite {
+            // Beyond the output type's range: rounding gives its largest value or infinity.
+            (value.is_infinite() || value.abs() == tolerance.max_finite) && value.signum() == r.signum()
+        } else {
+            (value - r).abs() <= bound
+        };
         if !ok {
             count += 1;
             first.get_or_insert(Mismatch {
@@ -446,4 +458,34 @@ pub fn reference<T: Element>(
         elementwise,
         unit: upstream.abs() * scales.iter().copied().fold(0.0, f64::max),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mismatch_names_index_reference_value_and_tolerance() {
+        let err = compare("grad", &[1.0, 2.5, 3.0], &[1.0, 2.0, 3.0], Tolerance::F32, 1.0).unwrap_err();
+        assert_eq!((err.index, err.reference, err.value, err.count), (1, 2.0, 2.5, 1));
+        let text = err.to_string();
+        assert!(text.contains("grad[1]") && text.contains("reference 2e0") && text.contains("value 2.5e0"), "{text}");
+        assert!(text.contains("rel 2e-5"), "{text}");
+    }
+
+    #[test]
+    fn nan_must_meet_nan() {
+        assert!(compare("g", &[f64::NAN], &[f64::NAN], Tolerance::F32, 1.0).is_ok());
+        assert!(compare("g", &[0.0], &[f64::NAN], Tolerance::F32, 1.0).is_err());
+        assert!(compare("g", &[f64::NAN], &[0.0], Tolerance::F32, 1.0).is_err());
+    }
+
+    #[test]
+    fn beyond_the_output_range_rounds_to_max_or_infinity() {
+        let t = Tolerance::F16;
+        assert!(compare("g", &[f64::INFINITY], &[3e5], t, 1.0).is_ok());
+        assert!(compare("g", &[65504.0], &[65510.0], t, 1.0).is_ok());
+        assert!(compare("g", &[f64::NEG_INFINITY], &[3e5], t, 1.0).is_err());
+        assert!(compare("g", &[f64::INFINITY], &[6e4], t, 1.0).is_err());
+    }
 }
