@@ -39,11 +39,10 @@ fn poison<T: cudarc::driver::DeviceRepr>(focal: &FocalCuda, buf: &mut CudaSlice<
     Ok(())
 }
 
-struct Outcome {
+struct Outcome<G> {
     loss: f64,
-    grad: Vec<f64>,
-    grad_bits: Vec<u64>,
-    elementwise: Vec<f64>,
+    grad: Vec<G>,
+    elementwise: Vec<f32>,
 }
 
 /// Runs one call 3 times with poisoned outputs; fails unless the runs are bit-identical.
@@ -52,7 +51,7 @@ fn run_three<T: DeviceElement, G: DeviceElement>(
     call: &Call,
     logits: &[T],
     target: &CaseTarget,
-) -> Result<Outcome> {
+) -> Result<Outcome<G>> {
     let s = focal.stream();
     let dims = call.dims;
     let n = dims.numel().max(1);
@@ -70,8 +69,8 @@ fn run_three<T: DeviceElement, G: DeviceElement>(
             (None, Some(s.clone_htod(t)?), w)
         }
     };
-    let mut runs: Vec<Outcome> = Vec::new();
-    for _ in 0..3 {
+    let mut first: Option<Outcome<G>> = None;
+    for run in 1..=3 {
         poison(focal, &mut grad)?;
         poison(focal, &mut elementwise)?;
         let device_target = match (&labels, &targets) {
@@ -91,31 +90,31 @@ fn run_three<T: DeviceElement, G: DeviceElement>(
             &mut ws,
         )?;
         ws.check_labels()?;
-        let loss = ws.read_loss()?;
-        let g: Vec<G> = s.clone_dtoh(&grad.slice(0..numel))?;
-        let e: Vec<f32> = s.clone_dtoh(&elementwise.slice(0..numel))?;
-        runs.push(Outcome {
-            loss,
-            grad: g.iter().map(|v| v.to_f64()).collect(),
-            grad_bits: g.iter().map(|v| v.to_f64().to_bits()).collect(),
-            elementwise: e.iter().map(|&v| f64::from(v)).collect(),
-        });
-    }
-    let first = runs.remove(0);
-    for (k, r) in runs.iter().enumerate() {
-        if r.loss.to_bits() != first.loss.to_bits() {
-            bail!("run {} loss {:e} differs from run 1's {:e}: not deterministic", k + 2, r.loss, first.loss);
+        let outcome = Outcome {
+            loss: ws.read_loss()?,
+            grad: s.clone_dtoh(&grad.slice(0..numel))?,
+            elementwise: s.clone_dtoh(&elementwise.slice(0..numel))?,
+        };
+        let Some(f) = &first else {
+            first = Some(outcome);
+            continue;
+        };
+        if outcome.loss.to_bits() != f.loss.to_bits() {
+            bail!("run {run} loss {:e} differs from run 1's {:e}: not deterministic", outcome.loss, f.loss);
         }
-        if let Some(i) = (0..r.grad_bits.len()).find(|&i| r.grad_bits[i] != first.grad_bits[i]) {
+        let bits = |v: &G| v.to_f64().to_bits();
+        if let Some(i) = (0..numel).find(|&i| bits(&outcome.grad[i]) != bits(&f.grad[i])) {
             bail!(
-                "run {} grad[{i}] = {:e} differs from run 1's {:e}: not deterministic",
-                k + 2,
-                r.grad[i],
-                first.grad[i]
+                "run {run} grad[{i}] = {:e} differs from run 1's {:e}: not deterministic",
+                outcome.grad[i].to_f64(),
+                f.grad[i].to_f64()
             );
         }
+        if let Some(i) = (0..numel).find(|&i| outcome.elementwise[i].to_bits() != f.elementwise[i].to_bits()) {
+            bail!("run {run} elementwise[{i}] differs from run 1's: not deterministic");
+        }
     }
-    Ok(first)
+    first.context("three runs")
 }
 
 fn check_case<T: DeviceElement, G: DeviceElement>(
@@ -141,9 +140,12 @@ fn check_case<T: DeviceElement, G: DeviceElement>(
     let got = run_three::<T, G>(focal, call, &logits, &target)?;
     let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
     let want = verify::reference(&call.objective, dims, &logits, &target, call.normalization, call.upstream, threads)?;
+    let grad: Vec<f64> = got.grad.iter().map(|v| v.to_f64()).collect();
+    drop(got.grad);
+    let elementwise: Vec<f64> = got.elementwise.iter().map(|&v| f64::from(v)).collect();
     let errors = [
-        verify::compare("grad", &got.grad, &want.grad, Tolerance::for_dtype(G::DTYPE), want.unit),
-        verify::compare("elementwise", &got.elementwise, &want.elementwise, Tolerance::F32, 1.0),
+        verify::compare("grad", &grad, &want.grad, Tolerance::for_dtype(G::DTYPE), want.unit),
+        verify::compare("elementwise", &elementwise, &want.elementwise, Tolerance::F32, 1.0),
         verify::compare("loss", &[got.loss], &[want.loss], Tolerance::LOSS, want.unit / call.upstream),
     ];
     for e in errors {
@@ -151,8 +153,7 @@ fn check_case<T: DeviceElement, G: DeviceElement>(
             bail!("{m}");
         }
     }
-    let worst = got
-        .grad
+    let worst = grad
         .iter()
         .zip(&want.grad)
         .filter(|(_, r)| r.is_finite())
