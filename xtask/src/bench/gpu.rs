@@ -7,11 +7,11 @@
 //! every implementation alternate in rounds. Without a GPU the suite prints
 //! `skipped: no CUDA driver` (an error with `FOCAL_REQUIRE_GPU=1`).
 
-use super::focal::{COCO_CLASSES, RETINANET_ANCHORS, make_inputs};
 use super::{Options, Row, median, print_table, python_has, run_python_rows};
 use crate::check_kernels::{describe, gpu_or_skip};
 use anyhow::Result;
 use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr, ValidAsZeroBits};
+use focal_benches::{COCO_CLASSES, RETINANET_ANCHORS, retinanet_inputs};
 use focal_core::FocalParams;
 use focal_cuda::{Call, DeviceElement, DeviceTarget, Dims, FocalCuda, Normalization, Objective, Variant, Workspace};
 use half::{bf16, f16};
@@ -65,7 +65,7 @@ fn batch(anchors: usize, classes: usize) -> Batch {
     let mut logits = Vec::with_capacity(IMAGES * anchors * classes);
     let mut labels = Vec::with_capacity(IMAGES * anchors);
     for b in 0..IMAGES {
-        let (x, l) = make_inputs(anchors, classes, 42 + b as u64);
+        let (x, l) = retinanet_inputs(anchors, classes, 42 + b as u64);
         logits.extend(x);
         labels.extend(l);
     }
