@@ -388,6 +388,37 @@ impl FocalCuda {
         r
     }
 
+    /// [`FocalCuda::forward_backward`] on focal-core's tensor trait: the shape `[A, C]` or
+    /// `[B, A, C]` comes from the logits, and the gradient must have the same shape.
+    ///
+    /// # Errors
+    /// A gradient of another shape or a logits rank other than 2 or 3, and as
+    /// [`FocalCuda::forward_backward`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_backward_tensor<T: DeviceElement, G: DeviceElement>(
+        &self,
+        objective: &Objective,
+        normalization: Normalization,
+        upstream: f64,
+        logits: &crate::DeviceTensor<'_, T>,
+        target: DeviceTarget<'_>,
+        grad: &mut crate::DeviceTensorMut<'_, G>,
+        workspace: &mut Workspace,
+    ) -> Result<()> {
+        use focal_core::{Tensor, TensorMut};
+        if grad.shape() != logits.shape() {
+            return Err(focal_core::FocalError::ShapeMismatch {
+                what: "gradient",
+                expected: logits.shape().dims().to_vec(),
+                got: grad.shape().dims().to_vec(),
+            }
+            .into());
+        }
+        let dims = Dims::from_shape(logits.shape())?;
+        let call = Call { upstream, ..Call::new(objective.clone(), dims, normalization) };
+        self.forward_backward(&call, logits.storage(), target, Some(grad.storage_mut()), None, workspace)
+    }
+
     /// As [`FocalCuda::forward_backward`], writing the gradient over the logits (saves the
     /// gradient buffer: each element is read before it is overwritten by the same thread).
     ///

@@ -139,3 +139,36 @@ fn bad_labels_are_errors_gpu() {
     assert!(matches!(ws.check_labels(), Err(CudaError::BadLabel { row: 1, .. })));
     assert!(ws.read_loss().unwrap().is_nan());
 }
+
+#[test]
+fn tensor_trait_entry_point_matches_host_api_gpu() {
+    let Some(focal) = gpu() else { return };
+    let dims = Dims::new(2, 301, 9);
+    let mut rng = Rng::new(9);
+    let logits = verify::random_logits::<f32>(&mut rng, dims.numel());
+    let labels = verify::random_labels(&mut rng, dims.rows(), dims.classes, false);
+    let call = &calls(dims)[0];
+    let host = focal.compute_host::<f32, f32>(call, &logits, HostTarget::Sparse(&labels)).unwrap();
+    let s = focal.stream();
+    let x = s.clone_htod(&logits).unwrap();
+    let l = s.clone_htod(&labels).unwrap();
+    let mut g = s.alloc_zeros::<f32>(dims.numel()).unwrap();
+    let mut ws = Workspace::new(s, dims).unwrap();
+    let shape = [dims.images, dims.anchors, dims.classes];
+    let x_t = focal_cuda::DeviceTensor::new(x.as_view(), &shape).unwrap();
+    let mut g_t = focal_cuda::DeviceTensorMut::new(g.as_view_mut(), &shape).unwrap();
+    focal
+        .forward_backward_tensor(
+            &call.objective,
+            call.normalization,
+            call.upstream,
+            &x_t,
+            DeviceTarget::Sparse(l.as_view()),
+            &mut g_t,
+            &mut ws,
+        )
+        .unwrap();
+    assert_eq!(ws.read_loss().unwrap().to_bits(), host.loss.to_bits());
+    let grad = s.clone_dtoh(&g).unwrap();
+    assert!(grad.iter().zip(&host.grad).all(|(a, b)| a.to_bits() == b.to_bits()));
+}
