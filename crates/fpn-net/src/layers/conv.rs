@@ -1,0 +1,429 @@
+//! 2-D convolution as im2col + GEMM.
+
+use rayon::prelude::*;
+
+use super::GradOut;
+use crate::error::{NetError, Result, config_error};
+use crate::gemm::{MatRef, matmul};
+use crate::param::{Module, Param, join};
+use crate::tensor::Tensor4;
+
+/// The hyper-parameters of a [`Conv2d`], as `torch.nn.Conv2d` takes them (one group, zero
+/// padding).
+///
+/// # Examples
+/// ```
+/// use fpn_net::Conv2dConfig;
+/// let c = Conv2dConfig::new(64, 128, 3).stride(2).padding(1);
+/// assert_eq!(c.stride, [2, 2]);
+/// assert!(!c.bias);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel `[height, width]`.
+    pub kernel: [usize; 2],
+    /// Stride `[y, x]`.
+    pub stride: [usize; 2],
+    /// Zero padding `[y, x]` on both sides.
+    pub padding: [usize; 2],
+    /// Dilation `[y, x]`.
+    pub dilation: [usize; 2],
+    /// Whether the layer adds a per-channel bias.
+    pub bias: bool,
+}
+
+impl Conv2dConfig {
+    /// A square `kernel x kernel` convolution, stride 1, no padding, no bias.
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
+        Conv2dConfig {
+            in_channels,
+            out_channels,
+            kernel: [kernel, kernel],
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            bias: false,
+        }
+    }
+    /// The same stride in both directions.
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = [s, s];
+        self
+    }
+    /// The same padding in both directions.
+    pub fn padding(mut self, p: usize) -> Self {
+        self.padding = [p, p];
+        self
+    }
+    /// The same dilation in both directions.
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.dilation = [d, d];
+        self
+    }
+    /// With or without a bias.
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+
+    /// Rows of the im2col matrix: `in_channels * kh * kw`.
+    fn patch_len(&self) -> usize {
+        self.in_channels * self.kernel[0] * self.kernel[1]
+    }
+
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+
+    /// The output `[N, out_channels, Ho, Wo]` for an input of `dims`.
+    ///
+    /// # Errors
+    /// [`NetError::Shape`] when the channels differ or the input is smaller than the dilated
+    /// kernel after padding.
+    pub fn output_dims(&self, dims: [usize; 4]) -> Result<[usize; 4]> {
+        let [n, c, h, w] = dims;
+        let mut out = [n, self.out_channels, 0, 0];
+        for a in 0..2 {
+            let size = [h, w][a] + 2 * self.padding[a];
+            let span = self.dilation[a] * (self.kernel[a] - 1) + 1;
+            if size < span || c != self.in_channels || n == 0 || [h, w][a] == 0 {
+                return Err(NetError::Shape {
+                    what: "conv2d input",
+                    expected: format!(
+                        "[N, {}, H, W] with N > 0 and H, W + 2 * padding {:?} >= dilated kernel {:?}",
+                        self.in_channels,
+                        self.padding,
+                        [
+                            self.dilation[0] * (self.kernel[0] - 1) + 1,
+                            self.dilation[1] * (self.kernel[1] - 1) + 1
+                        ]
+                    ),
+                    got: dims.to_vec(),
+                });
+            }
+            out[2 + a] = (size - span) / self.stride[a] + 1;
+        }
+        Ok(out)
+    }
+}
+
+/// A 2-D convolution (`torch.nn.Conv2d` with `groups=1`): weight `[O, I, kh, kw]`, optional
+/// bias `[O]`, parameter names `weight` and `bias`.
+///
+/// Forward unfolds each image into a `[I*kh*kw, Ho*Wo]` matrix (im2col; skipped for 1x1
+/// stride-1 convolutions, whose input already is that matrix) and multiplies it by the weight
+/// as a `[O, I*kh*kw]` matrix. Backward reuses the same unfolding for the weight gradient and
+/// folds `W^T dY` back (col2im) for the input gradient. The unfolding buffer lives in the layer
+/// and is reused between calls.
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    config: Conv2dConfig,
+    /// `[O, I, kh, kw]`.
+    pub weight: Param,
+    /// `[O]`, when the configuration asks for a bias.
+    pub bias: Option<Param>,
+    col: Vec<f32>,
+}
+
+impl Conv2d {
+    /// A convolution with zero weights (load or initialise them afterwards).
+    ///
+    /// # Errors
+    /// [`NetError::Config`] when a size, stride or dilation is zero.
+    pub fn new(config: Conv2dConfig) -> Result<Self> {
+        let c = &config;
+        if c.in_channels == 0
+            || c.out_channels == 0
+            || c.kernel.contains(&0)
+            || c.stride.contains(&0)
+            || c.dilation.contains(&0)
+        {
+            return Err(config_error(
+                "Conv2d",
+                format!("channels, kernel, stride and dilation must be > 0, got {config:?}"),
+            ));
+        }
+        Ok(Conv2d {
+            weight: Param::zeros(
+                &[c.out_channels, c.in_channels, c.kernel[0], c.kernel[1]],
+                true,
+            ),
+            bias: c.bias.then(|| Param::zeros(&[c.out_channels], true)),
+            config,
+            col: Vec::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Conv2dConfig {
+        &self.config
+    }
+
+    /// `y = conv(x)`; `y` is resized to `[N, O, Ho, Wo]`.
+    ///
+    /// # Errors
+    /// [`NetError::Shape`] when `x` does not fit the configuration.
+    pub fn forward(&mut self, x: &Tensor4, y: &mut Tensor4) -> Result<()> {
+        let out_dims = self.config.output_dims(x.dims())?;
+        y.reshape_for(out_dims);
+        let (o, k) = (self.config.out_channels, self.config.patch_len());
+        let hw_out = out_dims[2] * out_dims[3];
+        if !self.config.is_pointwise() {
+            self.col.resize(k * hw_out, 0.0);
+        }
+        for n in 0..x.n() {
+            let y_n = &mut y.as_mut_slice()[n * o * hw_out..(n + 1) * o * hw_out];
+            let col: &[f32] = if self.config.is_pointwise() {
+                x.image(n)
+            } else {
+                im2col(&self.config, x, n, out_dims, &mut self.col);
+                &self.col
+            };
+            matmul(
+                y_n,
+                hw_out,
+                false,
+                MatRef::row_major(&self.weight.value, o, k),
+                MatRef::row_major(col, k, hw_out),
+            );
+            if let Some(b) = &self.bias {
+                y_n.par_chunks_mut(hw_out.max(1))
+                    .zip(b.value.par_iter())
+                    .for_each(|(row, &b)| row.iter_mut().for_each(|v| *v += b));
+            }
+        }
+        Ok(())
+    }
+
+    /// Backward: accumulates `dL/dW` (and `dL/db`) when trainable and puts `dL/dx` into `dx`.
+    ///
+    /// `x` is the input of the forward pass, `dy` the gradient of its output.
+    ///
+    /// # Errors
+    /// [`NetError::Shape`] when `x` does not fit the configuration or `dy` is not shaped like
+    /// the output.
+    pub fn backward(&mut self, x: &Tensor4, dy: &Tensor4, mut dx: GradOut<'_>) -> Result<()> {
+        let out_dims = self.config.output_dims(x.dims())?;
+        if dy.dims() != out_dims {
+            return Err(NetError::Shape {
+                what: "conv2d output gradient",
+                expected: format!("{out_dims:?}"),
+                got: dy.dims().to_vec(),
+            });
+        }
+        let cfg = self.config;
+        let (o, k) = (cfg.out_channels, cfg.patch_len());
+        let hw_out = out_dims[2] * out_dims[3];
+        let pointwise = cfg.is_pointwise();
+        let dx = dx.prepare("conv2d input gradient", x.dims(), !pointwise)?;
+        let want_dw = self.weight.trainable();
+        if !pointwise && (want_dw || dx.is_some()) {
+            self.col.resize(k * hw_out, 0.0);
+        }
+        let dy_image = |n: usize| &dy.as_slice()[n * o * hw_out..(n + 1) * o * hw_out];
+        if let Some(b) = self.bias.as_mut().filter(|b| b.trainable()) {
+            for n in 0..x.n() {
+                b.grad
+                    .par_iter_mut()
+                    .zip(dy_image(n).par_chunks(hw_out.max(1)))
+                    .for_each(|(g, row)| *g += row.iter().sum::<f32>());
+            }
+        }
+        if want_dw {
+            for n in 0..x.n() {
+                let col: &[f32] = if pointwise {
+                    x.image(n)
+                } else {
+                    im2col(&cfg, x, n, out_dims, &mut self.col);
+                    &self.col
+                };
+                matmul(
+                    &mut self.weight.grad,
+                    k,
+                    true,
+                    MatRef::row_major(dy_image(n), o, hw_out),
+                    MatRef::transposed(col, hw_out, k),
+                );
+            }
+        }
+        if let Some((dx, accumulate)) = dx {
+            let image_len = x.image_len();
+            for n in 0..x.n() {
+                let w_t = MatRef::transposed(&self.weight.value, k, o);
+                let dy_n = MatRef::row_major(dy_image(n), o, hw_out);
+                let dx_n = &mut dx.as_mut_slice()[n * image_len..(n + 1) * image_len];
+                if pointwise {
+                    matmul(dx_n, hw_out, accumulate, w_t, dy_n);
+                } else {
+                    matmul(&mut self.col, hw_out, false, w_t, dy_n);
+                    col2im(&cfg, &self.col, x.dims(), out_dims, dx_n);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Module for Conv2d {
+    fn params<'a>(&'a self, prefix: &str, out: &mut Vec<(String, &'a Param)>) {
+        out.push((join(prefix, "weight"), &self.weight));
+        if let Some(b) = &self.bias {
+            out.push((join(prefix, "bias"), b));
+        }
+    }
+    fn params_mut<'a>(&'a mut self, prefix: &str, out: &mut Vec<(String, &'a mut Param)>) {
+        out.push((join(prefix, "weight"), &mut self.weight));
+        if let Some(b) = &mut self.bias {
+            out.push((join(prefix, "bias"), b));
+        }
+    }
+}
+
+/// The output positions `o < out_len` whose input index `o * stride + offset` lies in
+/// `[0, in_len)`: a half-open range.
+fn valid_range(offset: isize, stride: usize, in_len: usize, out_len: usize) -> (usize, usize) {
+    let lo = if offset >= 0 {
+        0
+    } else {
+        offset.unsigned_abs().div_ceil(stride)
+    };
+    let limit = in_len as isize - offset;
+    let hi = if limit <= 0 {
+        0
+    } else {
+        (limit as usize).div_ceil(stride)
+    };
+    let lo = lo.min(out_len);
+    (lo, hi.clamp(lo, out_len))
+}
+
+/// Kernel offset `(ki, kj)` of row `r` of one channel's block and its input offsets.
+fn kernel_offsets(cfg: &Conv2dConfig, r: usize) -> (isize, isize) {
+    let (ki, kj) = (r / cfg.kernel[1], r % cfg.kernel[1]);
+    (
+        (ki * cfg.dilation[0]) as isize - cfg.padding[0] as isize,
+        (kj * cfg.dilation[1]) as isize - cfg.padding[1] as isize,
+    )
+}
+
+/// Unfolds image `n` of `x` into `col` (`[I*kh*kw, Ho*Wo]`, row-major), zero where the window
+/// reaches into the padding.
+fn im2col(cfg: &Conv2dConfig, x: &Tensor4, n: usize, out_dims: [usize; 4], col: &mut [f32]) {
+    let [_, _, h, w] = x.dims();
+    let [_, _, ho, wo] = out_dims;
+    let rows_per_channel = cfg.kernel[0] * cfg.kernel[1];
+    let [sy, sx] = cfg.stride;
+    col.par_chunks_mut(rows_per_channel * ho * wo)
+        .enumerate()
+        .for_each(|(c, block)| {
+            let plane = x.plane(n, c);
+            for (r, row) in block.chunks_mut(ho * wo).enumerate() {
+                let (off_y, off_x) = kernel_offsets(cfg, r);
+                let (y_lo, y_hi) = valid_range(off_y, sy, h, ho);
+                let (x_lo, x_hi) = valid_range(off_x, sx, w, wo);
+                row[..y_lo * wo].fill(0.0);
+                row[y_hi * wo..].fill(0.0);
+                for oy in y_lo..y_hi {
+                    let iy = (oy * sy) as isize + off_y;
+                    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    let dst = &mut row[oy * wo..(oy + 1) * wo];
+                    dst[..x_lo].fill(0.0);
+                    dst[x_hi..].fill(0.0);
+                    let first = (x_lo * sx) as isize + off_x;
+                    let first = first as usize;
+                    if sx == 1 {
+                        dst[x_lo..x_hi].copy_from_slice(&src[first..first + (x_hi - x_lo)]);
+                    } else {
+                        for (d, s) in dst[x_lo..x_hi]
+                            .iter_mut()
+                            .zip(src[first..].iter().step_by(sx))
+                        {
+                            *d = *s;
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Folds `col` (`[I*kh*kw, Ho*Wo]`) back onto one image gradient `dx_n` (`[I, H, W]`),
+/// adding every window's contribution.
+fn col2im(
+    cfg: &Conv2dConfig,
+    col: &[f32],
+    dims: [usize; 4],
+    out_dims: [usize; 4],
+    dx_n: &mut [f32],
+) {
+    let [_, _, h, w] = dims;
+    let [_, _, ho, wo] = out_dims;
+    let rows_per_channel = cfg.kernel[0] * cfg.kernel[1];
+    let [sy, sx] = cfg.stride;
+    dx_n.par_chunks_mut(h * w)
+        .zip(col.par_chunks(rows_per_channel * ho * wo))
+        .for_each(|(plane, block)| {
+            for (r, row) in block.chunks(ho * wo).enumerate() {
+                let (off_y, off_x) = kernel_offsets(cfg, r);
+                let (y_lo, y_hi) = valid_range(off_y, sy, h, ho);
+                let (x_lo, x_hi) = valid_range(off_x, sx, w, wo);
+                for oy in y_lo..y_hi {
+                    let iy = ((oy * sy) as isize + off_y) as usize;
+                    let dst = &mut plane[iy * w..(iy + 1) * w];
+                    let src = &row[oy * wo + x_lo..oy * wo + x_hi];
+                    let first = ((x_lo * sx) as isize + off_x) as usize;
+                    if sx == 1 {
+                        for (d, s) in dst[first..first + src.len()].iter_mut().zip(src) {
+                            *d += s;
+                        }
+                    } else {
+                        for (d, s) in dst[first..].iter_mut().step_by(sx).zip(src) {
+                            *d += s;
+                        }
+                    }
+                }
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_range_covers_exactly_the_in_bounds_positions() {
+        for offset in -5isize..5 {
+            for stride in 1..4 {
+                for in_len in 1..7 {
+                    for out_len in 0..8 {
+                        let (lo, hi) = valid_range(offset, stride, in_len, out_len);
+                        for o in 0..out_len {
+                            let i = (o * stride) as isize + offset;
+                            let inside = i >= 0 && i < in_len as isize;
+                            assert_eq!(inside, o >= lo && o < hi, "{offset} {stride} {in_len} {o}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn conv_too_small_input_is_an_error() {
+        let mut conv = Conv2d::new(Conv2dConfig::new(2, 3, 5)).unwrap();
+        let x = Tensor4::zeros([1, 2, 3, 3]);
+        let mut y = Tensor4::default();
+        assert!(matches!(
+            conv.forward(&x, &mut y),
+            Err(NetError::Shape { .. })
+        ));
+    }
+
+    #[test]
+    fn conv_zero_stride_is_an_error() {
+        assert!(Conv2d::new(Conv2dConfig::new(2, 3, 3).stride(0)).is_err());
+    }
+}
