@@ -1,5 +1,6 @@
 //! Element types accepted as inputs and outputs: `f32`, `f64`, `f16` and `bf16`.
 
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 mod sealed {
@@ -14,7 +15,15 @@ mod sealed {
 /// are computed in `f64` (the reference path), since narrowing them would lose what the caller
 /// asked for.
 pub trait Element:
-    Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + sealed::Sealed + 'static
+    Copy
+    + Send
+    + Sync
+    + Default
+    + PartialEq
+    + std::fmt::Debug
+    + bytemuck::Pod
+    + sealed::Sealed
+    + 'static
 {
     /// Name used in benches and messages (`"f32"`, `"bf16"`...).
     const NAME: &'static str;
@@ -28,6 +37,18 @@ pub trait Element:
     fn to_f64(self) -> f64;
     /// Round an `f64` to this type.
     fn from_f64(v: f64) -> Self;
+    /// Widens `src` into `dst` (same length).
+    fn slice_to_f32(src: &[Self], dst: &mut [f32]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = s.to_f32();
+        }
+    }
+    /// Rounds `src` into `dst` (same length).
+    fn slice_from_f32(src: &[f32], dst: &mut [Self]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = Self::from_f32(*s);
+        }
+    }
 }
 
 impl Element for f32 {
@@ -91,6 +112,13 @@ impl Element for f16 {
     fn from_f64(v: f64) -> Self {
         f16::from_f64(v)
     }
+    fn slice_to_f32(src: &[Self], dst: &mut [f32]) {
+        // half's slice conversion uses F16C / NEON where the CPU has them.
+        src.convert_to_f32_slice(dst)
+    }
+    fn slice_from_f32(src: &[f32], dst: &mut [Self]) {
+        dst.convert_from_f32_slice(src)
+    }
 }
 
 impl Element for bf16 {
@@ -111,5 +139,12 @@ impl Element for bf16 {
     #[inline(always)]
     fn from_f64(v: f64) -> Self {
         bf16::from_f64(v)
+    }
+    fn slice_to_f32(src: &[Self], dst: &mut [f32]) {
+        // half's slice conversion uses F16C / NEON where the CPU has them.
+        src.convert_to_f32_slice(dst)
+    }
+    fn slice_from_f32(src: &[f32], dst: &mut [Self]) {
+        dst.convert_from_f32_slice(src)
     }
 }

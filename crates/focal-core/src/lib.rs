@@ -35,3 +35,18 @@ pub use element::Element;
 pub use error::{FocalError, Result};
 pub use params::{Alpha, FocalParams, Reduction, VarifocalParams};
 pub use tensor::{Shape, Tensor, TensorMut, TensorView, TensorViewMut};
+
+mod engine;
+mod kernel;
+pub mod loss;
+pub mod sigmoid;
+pub mod simd;
+pub mod softmax;
+mod validate;
+pub mod varifocal;
+
+pub use loss::{FocalLoss, Outputs};
+pub use sigmoid::{DenseTarget, SigmoidFocalLoss, Target};
+pub use simd::SimdLevel;
+pub use softmax::SoftmaxFocalLoss;
+pub use varifocal::{QualityFocalLoss, VarifocalLoss};

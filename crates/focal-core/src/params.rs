@@ -115,14 +115,14 @@ impl FocalParams {
 
     /// Checks a per-class alpha against the number of classes.
     pub(crate) fn check_classes(&self, num_classes: usize) -> Result<()> {
-        if let Alpha::PerClass(v) = &self.alpha {
-            if v.len() != num_classes {
-                return Err(FocalError::ShapeMismatch {
-                    what: "per-class alpha",
-                    expected: vec![num_classes],
-                    got: vec![v.len()],
-                });
-            }
+        if let Alpha::PerClass(v) = &self.alpha
+            && v.len() != num_classes
+        {
+            return Err(FocalError::ShapeMismatch {
+                what: "per-class alpha",
+                expected: vec![num_classes],
+                got: vec![v.len()],
+            });
         }
         Ok(())
     }

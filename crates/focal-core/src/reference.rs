@@ -114,21 +114,33 @@ pub fn quality_focal_element(x: f64, y: f64, beta: f64) -> (f64, f64) {
 /// `(loss, gradient)` of the softmax focal loss for one row with label `y` (a class index);
 /// `grad` receives `dL/dx_j` for every j.
 pub fn softmax_focal_row(x: &[f64], y: usize, alpha: f64, gamma: f64, grad: &mut [f64]) -> f64 {
-    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if x.iter().any(|v| v.is_nan()) {
         grad.fill(f64::NAN);
         return f64::NAN;
     }
-    let lse = max + x.iter().map(|&v| (v - max).exp()).sum::<f64>().ln();
-    let logp = x[y] - lse;
-    let py = logp.exp();
-    let q = -logp.exp_m1();
+    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    // p_y = e_y / (e_y + others). Summing the other classes apart keeps q = 1 - p_y and
+    // log p_y = -log1p(others / e_y) exact when p_y is close to 1.
+    let e_y = (x[y] - max).exp();
+    let others: f64 = x
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != y)
+        .map(|(_, &v)| (v - max).exp())
+        .sum();
+    let sum = e_y + others;
+    let logp = -(others / e_y).ln_1p();
+    let py = e_y / sum;
+    let q = others / sum;
     let qg = q.powf(gamma);
     let r = if q > 0.0 { logp / q } else { -1.0 };
     let g = alpha * qg * (gamma * py * r - 1.0);
     for (j, (gj, &xj)) in grad.iter_mut().zip(x).enumerate() {
-        let pj = (xj - lse).exp();
-        *gj = g * (if j == y { 1.0 } else { 0.0 } - pj);
+        *gj = if j == y {
+            g * q
+        } else {
+            -g * (xj - max).exp() / sum
+        };
     }
     -alpha * qg * logp
 }

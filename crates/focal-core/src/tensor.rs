@@ -140,6 +140,11 @@ impl<'a, T: Copy> TensorView<'a, T> {
         Ok(TensorView { data, shape })
     }
 
+    /// The shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
     /// The elements, row-major.
     pub fn as_slice(&self) -> &'a [T] {
         self.data
@@ -170,6 +175,11 @@ impl<'a, T: Copy> TensorViewMut<'a, T> {
         let shape = Shape::new(shape)?;
         check_storage("tensor", &shape, data.len())?;
         Ok(TensorViewMut { data, shape })
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
     }
 
     /// The elements, row-major.
