@@ -29,7 +29,7 @@ impl GroupNorm {
     /// # Errors
     /// [`NetError::Config`] when `num_groups` is zero or does not divide `channels`.
     pub fn new(num_groups: usize, channels: usize) -> Result<Self> {
-        if num_groups == 0 || channels == 0 || channels % num_groups != 0 {
+        if num_groups == 0 || channels == 0 || !channels.is_multiple_of(num_groups) {
             return Err(config_error(
                 "GroupNorm",
                 format!("{num_groups} groups must divide {channels} channels (both > 0)"),
