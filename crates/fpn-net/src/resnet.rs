@@ -2,7 +2,9 @@
 //! 3x3 convolution), with frozen batch norm.
 
 use crate::error::{NetError, Result, config_error};
-use crate::layers::{Conv2d, Conv2dConfig, FrozenBatchNorm2d, GradOut, MaxPool2d, add_assign};
+use crate::layers::{
+    Conv2d, Conv2dConfig, Epilogue, FrozenBatchNorm2d, GradOut, MaxPool2d, add_assign,
+};
 use crate::param::{Module, Param, join};
 use crate::tensor::{Tensor4, check_nchw};
 
@@ -77,9 +79,15 @@ impl ConvBn {
         })
     }
 
+    /// Convolution, batch norm and ReLU in one pass over each output tile.
     fn forward(&mut self, x: &Tensor4) -> Result<()> {
-        self.conv.forward(x, &mut self.out)?;
-        self.bn.forward_inplace(&mut self.out, self.relu)
+        let (scale, shift) = self.bn.scale_shift();
+        let epilogue = Epilogue::Affine {
+            scale: Some(&scale),
+            shift: &shift,
+            relu: self.relu,
+        };
+        self.conv.forward_with(x, &mut self.out, epilogue)
     }
 
     /// `dout` is the gradient of `self.out` and is consumed (scaled in place).

@@ -6,6 +6,7 @@ mod common;
 use common::{
     FORWARD, GRADIENT, assert_close, dot, finite_difference, random, random_tensor, widen,
 };
+use fpn_net::layers::DEFAULT_COL_TILE_BYTES;
 use fpn_net::reference::{self, Array4};
 use fpn_net::{
     Conv2d, Conv2dConfig, FrozenBatchNorm2d, GradOut, GroupNorm, MaxPool2d, Relu, Tensor4,
@@ -54,10 +55,21 @@ fn a4(t: &Tensor4) -> Array4 {
     Array4::from_f32(t.as_slice(), t.dims())
 }
 
+/// Each configuration twice: one tile per image (the default for these sizes) and one output
+/// row per tile.
+fn conv_cases() -> Vec<(usize, Conv2dConfig, [usize; 4], usize)> {
+    conv_configs()
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, (cfg, dims))| [DEFAULT_COL_TILE_BYTES, 1].map(|t| (i, cfg, dims, t)))
+        .collect()
+}
+
 #[test]
 fn conv2d_forward_matches_reference() {
-    for (i, (cfg, dims)) in conv_configs().into_iter().enumerate() {
+    for (i, cfg, dims, tile) in conv_cases() {
         let mut conv = random_conv(cfg, &format!("conv{i}"));
+        conv.set_col_tile_bytes(tile);
         let x = random_tensor(&format!("x{i}"), dims, -1.0, 1.0);
         let mut y = Tensor4::default();
         conv.forward(&x, &mut y).unwrap();
@@ -75,8 +87,9 @@ fn conv2d_forward_matches_reference() {
 
 #[test]
 fn conv2d_backward_matches_finite_difference() {
-    for (i, (cfg, dims)) in conv_configs().into_iter().enumerate() {
+    for (i, cfg, dims, tile) in conv_cases() {
         let mut conv = random_conv(cfg, &format!("conv{i}"));
+        conv.set_col_tile_bytes(tile);
         let x = random_tensor(&format!("x{i}"), dims, -1.0, 1.0);
         let mut y = Tensor4::default();
         conv.forward(&x, &mut y).unwrap();

@@ -15,13 +15,16 @@ proptest! {
         cin in 1usize..4, cout in 1usize..4, kh in 1usize..4, kw in 1usize..4,
         sh in 1usize..3, sw in 1usize..3, ph in 0usize..3, pw in 0usize..3,
         dh in 1usize..3, dw in 1usize..3, h in 1usize..9, w in 1usize..9, n in 1usize..3,
-        bias in any::<bool>(),
+        bias in any::<bool>(), row_tiles in any::<bool>(),
     ) {
         let cfg = Conv2dConfig {
             in_channels: cin, out_channels: cout, kernel: [kh, kw], stride: [sh, sw],
             padding: [ph, pw], dilation: [dh, dw], bias,
         };
         let mut conv = Conv2d::new(cfg).unwrap();
+        if row_tiles {
+            conv.set_col_tile_bytes(1);
+        }
         let dims = [n, cin, h, w];
         let x = Tensor4::from_vec(random("prop.x", n * cin * h * w, -1.0, 1.0), dims).unwrap();
         conv.weight.value = random("prop.w", conv.weight.numel(), -1.0, 1.0);

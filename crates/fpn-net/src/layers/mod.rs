@@ -16,7 +16,8 @@ mod upsample;
 
 pub use add::{add, add_backward, add_inplace};
 pub use batch_norm::FrozenBatchNorm2d;
-pub use conv::{Conv2d, Conv2dConfig};
+pub(crate) use conv::Epilogue;
+pub use conv::{Conv2d, Conv2dConfig, DEFAULT_COL_TILE_BYTES};
 pub use group_norm::GroupNorm;
 pub use max_pool::MaxPool2d;
 pub use relu::Relu;
