@@ -1,11 +1,15 @@
 //! `cargo xtask <command>`: project automation, one module per subcommand.
 
+mod bench;
+
 use anyhow::{Result, bail};
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  bench [--quick] [--json FILE]   throughput table: our paths, the memory floor, torchvision";
+  bench [--quick] [--json FILE] [--threads N] [SUITE...]
+        throughput tables, ours beside the memory floor and the PyTorch baselines
+        (suites: focal; torch rows need `$FOCAL_PYTHON` or python3 with torch)";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,9 +22,7 @@ fn main() -> Result<()> {
             println!("{USAGE}");
             Ok(())
         }
-        other => bail!(
-            "unknown command `{other}`\n\n{USAGE}{}",
-            if rest.is_empty() { "" } else { "" }
-        ),
+        "bench" => bench::run(rest),
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
 }

@@ -15,15 +15,7 @@ mod sealed {
 /// are computed in `f64` (the reference path), since narrowing them would lose what the caller
 /// asked for.
 pub trait Element:
-    Copy
-    + Send
-    + Sync
-    + Default
-    + PartialEq
-    + std::fmt::Debug
-    + bytemuck::Pod
-    + sealed::Sealed
-    + 'static
+    Copy + Send + Sync + Default + PartialEq + std::fmt::Debug + bytemuck::Pod + sealed::Sealed + 'static
 {
     /// Name used in benches and messages (`"f32"`, `"bf16"`...).
     const NAME: &'static str;

@@ -26,11 +26,7 @@ fn as_f32<T: Element>(s: &[T]) -> Option<&[f32]> {
 }
 
 fn as_f32_mut<T: Element>(s: &mut [T]) -> Option<&mut [f32]> {
-    if TypeId::of::<T>() == TypeId::of::<f32>() {
-        Some(bytemuck::cast_slice_mut(s))
-    } else {
-        None
-    }
+    if TypeId::of::<T>() == TypeId::of::<f32>() { Some(bytemuck::cast_slice_mut(s)) } else { None }
 }
 
 thread_local! {
@@ -79,12 +75,8 @@ fn process_chunk<T: Element, O: Element, G: Element, K: ChunkKernel>(
     mut loss: Option<&mut [O]>,
     mut grad: Option<&mut [G]>,
 ) -> f64 {
-    let direct_out = loss
-        .as_deref()
-        .is_none_or(|_| TypeId::of::<O>() == TypeId::of::<f32>())
-        && grad
-            .as_deref()
-            .is_none_or(|_| TypeId::of::<G>() == TypeId::of::<f32>());
+    let direct_out = loss.as_deref().is_none_or(|_| TypeId::of::<O>() == TypeId::of::<f32>())
+        && grad.as_deref().is_none_or(|_| TypeId::of::<G>() == TypeId::of::<f32>());
     if let (Some(x32), true) = (as_f32(x), direct_out) {
         let chunk = Chunk {
             row0,

@@ -6,7 +6,7 @@
 //! vectors plus one masked tail, so any `C` works and no element is read twice.
 
 use crate::labels::IGNORE;
-use crate::simd::math::{exp, log, log1p_unit, mul0, pow_from_log};
+use crate::simd::math::{exp, log, log1p_from_z, pow_from_log, sigmoid_denominators};
 use crate::simd::{ChunkKernel, F32v};
 
 /// One chunk of rows: `x` holds `rows * classes` logits; the outputs, when present, have the
@@ -20,11 +20,12 @@ pub(crate) struct Chunk<'a> {
 
 /// How `w^gamma` is computed: exactly for the common small integers, through `exp` otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Power {
-    Zero,
-    One,
-    Two,
-    General,
+    Zero = 0,
+    One = 1,
+    Two = 2,
+    General = 3,
 }
 
 impl Power {
@@ -50,46 +51,82 @@ impl Power {
             Power::General => pow_from_log(log_w(), gamma),
         }
     }
+
+    /// The power as a const-generic tag, so hot loops are compiled once per kind.
+    fn tag(self) -> u8 {
+        self as u8
+    }
+
+    #[inline(always)]
+    fn from_tag(tag: u8) -> Power {
+        match tag {
+            0 => Power::Zero,
+            1 => Power::One,
+            2 => Power::Two,
+            _ => Power::General,
+        }
+    }
 }
 
-/// Per-class alpha as vectors of (positive weight, negative weight), or one pair for all.
-pub(crate) enum AlphaLanes {
-    Uniform(f32, f32),
-    PerClass { pos: Vec<f32>, neg: Vec<f32> },
+/// Alpha per class as the sparse kernel uses it: the weight of the loss (`alpha_t`) and the
+/// weight of the gradient (`alpha_t` times the gradient scale, negated for positives since
+/// `dL/dx = -dL/ds` there), for positives and negatives.
+pub(crate) struct AlphaLanes {
+    loss_pos: Vec<f32>,
+    loss_neg: Vec<f32>,
+    grad_pos: Vec<f32>,
+    grad_neg: Vec<f32>,
+    uniform: bool,
 }
 
 impl AlphaLanes {
-    pub(crate) fn new(alpha: &crate::Alpha, classes: usize) -> Self {
-        match alpha {
-            crate::Alpha::None => AlphaLanes::Uniform(1.0, 1.0),
-            crate::Alpha::Scalar(a) => AlphaLanes::Uniform(*a as f32, (1.0 - *a) as f32),
-            crate::Alpha::PerClass(v) => AlphaLanes::PerClass {
-                pos: v.iter().take(classes).map(|&a| a as f32).collect(),
-                neg: v.iter().take(classes).map(|&a| (1.0 - a) as f32).collect(),
-            },
+    pub(crate) fn new(alpha: &crate::Alpha, classes: usize, grad_scale: f64) -> Self {
+        let (pos, neg): (Vec<f64>, Vec<f64>) = match alpha {
+            crate::Alpha::PerClass(_) => (0..classes).map(|c| alpha.pos_neg(c)).unzip(),
+            _ => {
+                let (p, n) = alpha.pos_neg(0);
+                (vec![p], vec![n])
+            }
+        };
+        AlphaLanes {
+            loss_pos: pos.iter().map(|&a| a as f32).collect(),
+            loss_neg: neg.iter().map(|&a| a as f32).collect(),
+            grad_pos: pos.iter().map(|&a| (-a * grad_scale) as f32).collect(),
+            grad_neg: neg.iter().map(|&a| (a * grad_scale) as f32).collect(),
+            uniform: !matches!(alpha, crate::Alpha::PerClass(_)),
         }
     }
 
-    /// Alpha vectors for classes `j..j + len`.
     #[inline(always)]
-    fn lanes<V: F32v>(&self, j: usize, len: usize) -> (V, V) {
-        match self {
-            AlphaLanes::Uniform(p, n) => (V::splat(*p), V::splat(*n)),
-            AlphaLanes::PerClass { pos, neg } => {
-                if len == V::LANES {
-                    (V::load(&pos[j..]), V::load(&neg[j..]))
-                } else {
-                    (
-                        V::load_partial(&pos[j..j + len]),
-                        V::load_partial(&neg[j..j + len]),
-                    )
-                }
-            }
+    fn load<V: F32v>(v: &[f32], uniform: bool, j: usize, len: usize) -> V {
+        if uniform {
+            V::splat(v[0])
+        } else if len == V::LANES {
+            V::load(&v[j..])
+        } else {
+            V::load_partial(&v[j..j + len])
         }
+    }
+
+    /// `(loss weight, gradient weight)` vectors for classes `j..j + len`, `pos` marking the
+    /// positive lanes.
+    #[inline(always)]
+    fn lanes<V: F32v, const UNIFORM: bool>(&self, pos: V::Mask, j: usize, len: usize) -> (V, V) {
+        let u = UNIFORM;
+        (
+            V::select(pos, Self::load(&self.loss_pos, u, j, len), Self::load(&self.loss_neg, u, j, len)),
+            V::select(pos, Self::load(&self.grad_pos, u, j, len), Self::load(&self.grad_neg, u, j, len)),
+        )
+    }
+
+    /// Scalar `(alpha for a positive, alpha for a negative)` of class `c`, unscaled.
+    fn scalar(&self, c: usize) -> (f64, f64) {
+        let c = if self.uniform { 0 } else { c };
+        (self.loss_pos[c] as f64, self.loss_neg[c] as f64)
     }
 }
 
-/// Quantities every sigmoid-based loss needs, from one `exp` and one `log1p`.
+/// Quantities every sigmoid-based loss needs, from one `exp`, one division and one `log1p`.
 struct SigmoidParts<V> {
     /// sigmoid(x)
     p: V,
@@ -104,31 +141,46 @@ struct SigmoidParts<V> {
 #[inline(always)]
 fn sigmoid_parts<V: F32v>(x: V) -> SigmoidParts<V> {
     let zero = V::splat(0.0);
-    let one = V::splat(1.0);
     let e = exp(x.abs().neg());
-    let r = one.div(one.add(e));
+    let (r, z) = sigmoid_denominators(e);
     let er = e.mul(r);
     let nonneg = zero.le(x);
-    let l = log1p_unit(e);
+    let l = log1p_from_z(z);
     SigmoidParts {
         p: V::select(nonneg, r, er),
         pm: V::select(nonneg, er, r),
-        sp_pos: x.max(zero).add(l),
-        sp_neg: x.neg().max(zero).add(l),
+        sp_pos: l.add(x.max(zero)),
+        sp_neg: l.sub(x.min(zero)),
     }
 }
 
-/// Elementwise `(loss, dloss/dx)` for one vector of a dense-target loss (targets `t`, classes
-/// starting at `j`).
+/// Elementwise `(loss, dloss/dx)` of a dense-target loss: vectorised for finite logits, and
+/// the float64 reference for vectors holding a NaN or an infinity.
 pub(crate) trait DenseElement: Sync {
     fn eval<V: F32v>(&self, x: V, t: V, j: usize, len: usize) -> (V, V);
+    fn scalar(&self, x: f64, t: f64, class: usize) -> (f64, f64);
 }
 
 /// Sigmoid focal loss with soft targets.
 pub(crate) struct SigmoidSoft {
-    pub alpha: AlphaLanes,
+    pub alpha: crate::Alpha,
+    pub alpha_pos: Vec<f32>,
+    pub alpha_neg: Vec<f32>,
     pub gamma: f32,
     pub power: Power,
+}
+
+impl SigmoidSoft {
+    pub(crate) fn new(alpha: &crate::Alpha, classes: usize, gamma: f64) -> Self {
+        let lanes = AlphaLanes::new(alpha, classes, 1.0);
+        SigmoidSoft {
+            alpha: alpha.clone(),
+            alpha_pos: lanes.loss_pos,
+            alpha_neg: lanes.loss_neg,
+            gamma: gamma as f32,
+            power: Power::of(gamma),
+        }
+    }
 }
 
 impl DenseElement for SigmoidSoft {
@@ -144,23 +196,24 @@ impl DenseElement for SigmoidSoft {
         // log(w) is exact for hard targets, where w is p or 1 - p.
         let wg = self.power.apply(
             w,
-            || {
-                V::select(
-                    t.eq(zero),
-                    s.sp_neg.neg(),
-                    V::select(t.eq(one), s.sp_pos.neg(), log(w)),
-                )
-            },
+            || V::select(t.eq(zero), s.sp_neg.neg(), V::select(t.eq(one), s.sp_pos.neg(), log(w))),
             gamma,
         );
         let ratio = V::select(zero.lt(w), s.p.mul(s.pm).div(w), zero);
-        let (a_pos, a_neg) = self.alpha.lanes::<V>(j, len);
+        let uniform = !matches!(self.alpha, crate::Alpha::PerClass(_));
+        let a_pos: V = AlphaLanes::load(&self.alpha_pos, uniform, j, len);
+        let a_neg: V = AlphaLanes::load(&self.alpha_neg, uniform, j, len);
         let at = a_pos.mul_add(t, a_neg.mul(omt));
         let dce = omt.mul(s.p).sub(t.mul(s.pm));
         let dwg = gamma.mul(wg).mul(ratio).mul(one.sub(t.add(t)));
         let loss = at.mul(wg).mul(ce);
-        let grad = at.mul(mul0(dwg, ce).add(wg.mul(dce)));
+        let grad = at.mul(dwg.mul_add(ce, wg.mul(dce)));
         (loss, grad)
+    }
+
+    fn scalar(&self, x: f64, t: f64, class: usize) -> (f64, f64) {
+        let (ap, an) = self.alpha.pos_neg(class);
+        crate::reference::sigmoid_focal_element(x, t, ap, an, self.gamma as f64)
     }
 }
 
@@ -188,12 +241,13 @@ impl DenseElement for Varifocal {
         let pg = self.power.apply(s.p, || s.sp_neg.neg(), gamma);
         let apg = alpha.mul(pg);
         let loss_neg = apg.mul(s.sp_pos);
-        let grad_neg = apg.mul(gamma.mul(mul0(s.pm, s.sp_pos)).add(s.p));
+        let grad_neg = apg.mul(gamma.mul(s.pm).mul_add(s.sp_pos, s.p));
         let pos = zero.lt(t);
-        (
-            V::select(pos, loss_pos, loss_neg),
-            V::select(pos, grad_pos, grad_neg),
-        )
+        (V::select(pos, loss_pos, loss_neg), V::select(pos, grad_pos, grad_neg))
+    }
+
+    fn scalar(&self, x: f64, t: f64, _class: usize) -> (f64, f64) {
+        crate::reference::varifocal_element(x, t, self.alpha as f64, self.gamma as f64, self.iou_weighted)
     }
 }
 
@@ -216,21 +270,15 @@ impl DenseElement for QualityFocal {
         let ad = d.abs();
         let db = self.power.apply(
             ad,
-            || {
-                V::select(
-                    t.eq(zero),
-                    s.sp_neg.neg(),
-                    V::select(t.eq(one), s.sp_pos.neg(), log(ad)),
-                )
-            },
+            || V::select(t.eq(zero), s.sp_neg.neg(), V::select(t.eq(one), s.sp_pos.neg(), log(ad))),
             beta,
         );
-        let first = V::select(
-            d.eq(zero),
-            zero,
-            beta.mul(db).div(d).mul(mul0(s.p.mul(s.pm), ce)),
-        );
-        (db.mul(ce), first.add(db.mul(d)))
+        let first = V::select(d.eq(zero), zero, beta.mul(db).div(d).mul(s.p.mul(s.pm).mul(ce)));
+        (db.mul(ce), db.mul_add(d, first))
+    }
+
+    fn scalar(&self, x: f64, t: f64, _class: usize) -> (f64, f64) {
+        crate::reference::quality_focal_element(x, t, self.beta as f64)
     }
 }
 
@@ -239,6 +287,47 @@ pub(crate) enum WeightsRef<'a> {
     None,
     PerRow(&'a [f32]),
     PerElement(&'a [f32]),
+}
+
+/// Flushes the `f32` row accumulator into `f64` after this many vectors, bounding the `f32`
+/// rounding of any partial sum to 8 terms.
+const FLUSH_EVERY: usize = 8;
+
+/// Running loss sum of a chunk: `f32` lanes over at most [`FLUSH_EVERY`] vectors, `f64` lanes
+/// beyond, plus the `f64` sum of the elements that took the scalar path.
+struct LossSum<V: F32v> {
+    lanes: V,
+    count: usize,
+    wide: V::Acc,
+    scalar: f64,
+}
+
+impl<V: F32v> LossSum<V> {
+    #[inline(always)]
+    fn new() -> Self {
+        LossSum { lanes: V::splat(0.0), count: 0, wide: V::acc_zero(), scalar: 0.0 }
+    }
+    #[inline(always)]
+    fn add(&mut self, v: V) {
+        self.lanes = self.lanes.add(v);
+        self.count += 1;
+        if self.count == FLUSH_EVERY {
+            self.flush();
+        }
+    }
+    #[inline(always)]
+    fn flush(&mut self) {
+        if self.count > 0 {
+            self.wide = V::acc_add(self.wide, self.lanes);
+            self.lanes = V::splat(0.0);
+            self.count = 0;
+        }
+    }
+    #[inline(always)]
+    fn total(mut self) -> f64 {
+        self.flush();
+        V::acc_sum(self.wide) + self.scalar
+    }
 }
 
 /// Drives a [`DenseElement`] over rows with targets and weights.
@@ -251,6 +340,16 @@ pub(crate) struct DenseKernel<'a, E> {
     pub grad_scale: f32,
 }
 
+impl<E: DenseElement> DenseKernel<'_, E> {
+    fn weight_at(&self, row: usize, index: usize) -> f32 {
+        match self.weights {
+            WeightsRef::None => 1.0,
+            WeightsRef::PerRow(w) => w[row],
+            WeightsRef::PerElement(w) => w[index],
+        }
+    }
+}
+
 impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
     #[inline(always)]
     fn run<V: F32v>(&self, mut chunk: Chunk<'_>) -> f64 {
@@ -258,64 +357,50 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
         let rows = chunk.x.len() / c;
         let scale = V::splat(self.grad_scale);
         let iota = V::iota();
-        let mut total = 0.0f64;
+        let mut sum = LossSum::<V>::new();
         for r in 0..rows {
             let row = chunk.row0 + r;
             let base = r * c;
             let gbase = row * c;
             let xs = &chunk.x[base..base + c];
             let ts = &self.targets[gbase..gbase + c];
-            let row_weight = match self.weights {
-                WeightsRef::PerRow(w) => Some(V::splat(w[row])),
-                _ => None,
-            };
-            let mut acc = V::splat(0.0);
             let mut j = 0;
             while j < c {
                 let len = V::LANES.min(c - j);
                 let full = len == V::LANES;
-                let x = if full {
-                    V::load(&xs[j..])
-                } else {
-                    V::load_partial(&xs[j..j + len])
-                };
-                let t = if full {
-                    V::load(&ts[j..])
-                } else {
-                    V::load_partial(&ts[j..j + len])
-                };
-                let (mut loss, mut grad) = self.element.eval(x, t, j, len);
-                let weight = match (&self.weights, row_weight) {
-                    (_, Some(w)) => Some(w),
-                    (WeightsRef::PerElement(w), None) => {
-                        let ws = &w[gbase + j..gbase + j + len];
-                        Some(if full {
-                            V::load(ws)
-                        } else {
-                            V::load_partial(ws)
-                        })
+                let x = if full { V::load(&xs[j..]) } else { V::load_partial(&xs[j..j + len]) };
+                if !x.all_finite() {
+                    for i in 0..len {
+                        let w = self.weight_at(row, gbase + j + i) as f64;
+                        let (l, g) = self.element.scalar(xs[j + i] as f64, ts[j + i] as f64, j + i);
+                        sum.scalar += w * l;
+                        scalar_store(&mut chunk, base + j + i, w * l, w * g * self.grad_scale as f64);
                     }
-                    _ => None,
+                    j += len;
+                    continue;
+                }
+                let t = if full { V::load(&ts[j..]) } else { V::load_partial(&ts[j..j + len]) };
+                let (mut loss, mut grad) = self.element.eval(x, t, j, len);
+                let weight = match self.weights {
+                    WeightsRef::None => None,
+                    WeightsRef::PerRow(w) => Some(V::splat(w[row])),
+                    WeightsRef::PerElement(w) => {
+                        let ws = &w[gbase + j..gbase + j + len];
+                        Some(if full { V::load(ws) } else { V::load_partial(ws) })
+                    }
                 };
                 if let Some(w) = weight {
                     loss = loss.mul(w);
                     grad = grad.mul(w);
                 }
-                let nan = x.is_nan();
-                loss = V::select(nan, x, loss);
-                grad = V::select(nan, x, grad.mul(scale));
-                acc = acc.add(if full {
-                    loss
-                } else {
-                    V::select(iota.lt(V::splat(len as f32)), loss, V::splat(0.0))
-                });
+                sum.add(if full { loss } else { V::select(iota.lt(V::splat(len as f32)), loss, V::splat(0.0)) });
                 store(&mut chunk.loss, base + j, len, loss);
-                store(&mut chunk.grad, base + j, len, grad);
+                store(&mut chunk.grad, base + j, len, grad.mul(scale));
                 j += len;
             }
-            total += acc.sum_f64();
+            sum.flush();
         }
-        total
+        sum.total()
     }
 }
 
@@ -327,6 +412,16 @@ fn store<V: F32v>(out: &mut Option<&mut [f32]>, at: usize, len: usize, v: V) {
         } else {
             v.store_partial(&mut out[at..at + len]);
         }
+    }
+}
+
+/// Writes one element computed on the scalar path.
+fn scalar_store(chunk: &mut Chunk<'_>, at: usize, loss: f64, grad: f64) {
+    if let Some(out) = &mut chunk.loss {
+        out[at] = loss as f32;
+    }
+    if let Some(out) = &mut chunk.grad {
+        out[at] = grad as f32;
     }
 }
 
@@ -344,38 +439,92 @@ pub(crate) struct SigmoidSparse<'a> {
 impl SigmoidSparse<'_> {
     /// `(loss, dloss/dx)` for hard targets, `pos` marking the positive lanes. With
     /// `s = +-x`, `q = 1 - p_t = sigmoid(-s)`: `L = alpha_t q^gamma softplus(-s)` and
-    /// `dL/ds = -alpha_t q^gamma (gamma p_t softplus(-s) + q)`.
+    /// `dL/ds = -alpha_t q^gamma (gamma p_t softplus(-s) + q)`; the gradient scale and the sign
+    /// of `ds/dx` are folded into the gradient's alpha.
     #[inline(always)]
-    fn eval<V: F32v>(&self, x: V, pos: V::Mask, j: usize, len: usize) -> (V, V) {
+    fn eval<V: F32v, const POWER: u8, const UNIFORM: bool>(&self, x: V, pos: V::Mask, j: usize, len: usize) -> (V, V) {
         let zero = V::splat(0.0);
-        let one = V::splat(1.0);
         let gamma = V::splat(self.gamma);
         let s = V::select(pos, x, x.neg());
         let e = exp(x.abs().neg());
-        let r = one.div(one.add(e));
+        let (r, z) = sigmoid_denominators(e);
         let er = e.mul(r);
         let s_nonneg = zero.le(s);
         let pt = V::select(s_nonneg, r, er);
         let q = V::select(s_nonneg, er, r);
-        let l = log1p_unit(e);
-        let ce = s.neg().max(zero).add(l);
-        let qg = self.power.apply(q, || s.max(zero).add(l).neg(), gamma);
-        let (a_pos, a_neg) = self.alpha.lanes::<V>(j, len);
-        let w = V::select(pos, a_pos, a_neg).mul(qg);
-        let loss = w.mul(ce);
-        let gs = w.mul(gamma.mul_add(mul0(pt, ce), q));
-        (loss, V::select(pos, gs.neg(), gs))
+        let l = log1p_from_z(z);
+        let ce = l.sub(s.min(zero));
+        let qg = Power::from_tag(POWER).apply(q, || l.add(s.max(zero)).neg(), gamma);
+        let (a_loss, a_grad) = self.alpha.lanes::<V, UNIFORM>(pos, j, len);
+        let loss = a_loss.mul(qg).mul(ce);
+        let grad = a_grad.mul(qg).mul(gamma.mul(pt).mul_add(ce, q));
+        (loss, grad)
+    }
+}
+
+impl SigmoidSparse<'_> {
+    /// [`SigmoidSparse::eval`] for a vector with no positive lane (nearly all of them):
+    /// `s = -x`, so the sign selects disappear.
+    #[inline(always)]
+    fn eval_negative<V: F32v, const POWER: u8, const UNIFORM: bool>(
+        &self,
+        x: V,
+        j: usize,
+        len: usize,
+        uniform_neg: (V, V),
+    ) -> (V, V) {
+        let zero = V::splat(0.0);
+        let gamma = V::splat(self.gamma);
+        let e = exp(x.abs().neg());
+        let (r, z) = sigmoid_denominators(e);
+        let er = e.mul(r);
+        // s = -x >= 0 where x <= 0: there p_t = r and q = e r.
+        let x_nonpos = x.le(zero);
+        let pt = V::select(x_nonpos, r, er);
+        let q = V::select(x_nonpos, er, r);
+        let l = log1p_from_z(z);
+        let ce = l.add(x.max(zero));
+        let qg = Power::from_tag(POWER).apply(q, || x.min(zero).sub(l), gamma);
+        let (a_loss, a_grad) = if UNIFORM {
+            uniform_neg
+        } else {
+            (
+                AlphaLanes::load(&self.alpha.loss_neg, false, j, len),
+                AlphaLanes::load(&self.alpha.grad_neg, false, j, len),
+            )
+        };
+        let loss = a_loss.mul(qg).mul(ce);
+        let grad = a_grad.mul(qg).mul(gamma.mul(pt).mul_add(ce, q));
+        (loss, grad)
     }
 }
 
 impl ChunkKernel for SigmoidSparse<'_> {
     #[inline(always)]
-    fn run<V: F32v>(&self, mut chunk: Chunk<'_>) -> f64 {
+    fn run<V: F32v>(&self, chunk: Chunk<'_>) -> f64 {
+        // One compiled loop per (power, alpha layout): no dispatch inside the loop.
+        match (self.power.tag(), self.alpha.uniform) {
+            (0, true) => self.rows::<V, 0, true>(chunk),
+            (1, true) => self.rows::<V, 1, true>(chunk),
+            (2, true) => self.rows::<V, 2, true>(chunk),
+            (_, true) => self.rows::<V, 3, true>(chunk),
+            (0, false) => self.rows::<V, 0, false>(chunk),
+            (1, false) => self.rows::<V, 1, false>(chunk),
+            (2, false) => self.rows::<V, 2, false>(chunk),
+            (_, false) => self.rows::<V, 3, false>(chunk),
+        }
+    }
+}
+
+impl SigmoidSparse<'_> {
+    #[inline(always)]
+    fn rows<V: F32v, const POWER: u8, const UNIFORM: bool>(&self, mut chunk: Chunk<'_>) -> f64 {
         let c = self.classes;
         let rows = chunk.x.len() / c;
-        let scale = V::splat(self.grad_scale);
         let iota = V::iota();
-        let mut total = 0.0f64;
+        let mut sum = LossSum::<V>::new();
+        // Hoisted out of the loop: the alpha of negatives when it is the same for all classes.
+        let uniform_neg = (V::splat(self.alpha.loss_neg[0]), V::splat(self.alpha.grad_neg[0]));
         for r in 0..rows {
             let label = self.labels[chunk.row0 + r];
             let base = r * c;
@@ -386,34 +535,35 @@ impl ChunkKernel for SigmoidSparse<'_> {
                 continue;
             }
             let xs = &chunk.x[base..base + c];
-            // Class indices are compared as floats: exact for C < 2^24.
-            let label_f = V::splat(label as f32);
-            let mut acc = V::splat(0.0);
             let mut j = 0;
             while j < c {
                 let len = V::LANES.min(c - j);
-                let x = if len == V::LANES {
-                    V::load(&xs[j..])
-                } else {
-                    V::load_partial(&xs[j..j + len])
+                let full = len == V::LANES;
+                let x = if full { V::load(&xs[j..]) } else { V::load_partial(&xs[j..j + len]) };
+                if !x.all_finite() {
+                    for i in 0..len {
+                        let t = if label == (j + i) as i32 { 1.0 } else { 0.0 };
+                        let (ap, an) = self.alpha.scalar(j + i);
+                        let (l, g) =
+                            crate::reference::sigmoid_focal_element(xs[j + i] as f64, t, ap, an, self.gamma as f64);
+                        sum.scalar += l;
+                        scalar_store(&mut chunk, base + j + i, l, g * self.grad_scale as f64);
+                    }
+                    j += len;
+                    continue;
+                }
+                let (loss, grad) = match (label as isize - j as isize).try_into() {
+                    Ok(k) if k < len => self.eval::<V, POWER, UNIFORM>(x, V::lane_mask(k), j, len),
+                    _ => self.eval_negative::<V, POWER, UNIFORM>(x, j, len, uniform_neg),
                 };
-                let pos = iota.add(V::splat(j as f32)).eq(label_f);
-                let (loss, grad) = self.eval(x, pos, j, len);
-                let nan = x.is_nan();
-                let loss = V::select(nan, x, loss);
-                let grad = V::select(nan, x, grad.mul(scale));
-                acc = acc.add(if len == V::LANES {
-                    loss
-                } else {
-                    V::select(iota.lt(V::splat(len as f32)), loss, V::splat(0.0))
-                });
+                sum.add(if full { loss } else { V::select(iota.lt(V::splat(len as f32)), loss, V::splat(0.0)) });
                 store(&mut chunk.loss, base + j, len, loss);
                 store(&mut chunk.grad, base + j, len, grad);
                 j += len;
             }
-            total += acc.sum_f64();
+            sum.flush();
         }
-        total
+        sum.total()
     }
 }
 
@@ -479,16 +629,9 @@ impl ChunkKernel for SoftmaxFocal<'_> {
             let mut j = 0;
             while j < c {
                 let len = V::LANES.min(c - j);
-                let x = if len == V::LANES {
-                    V::load(&xs[j..])
-                } else {
-                    V::load_partial(&xs[j..j + len])
-                };
+                let x = if len == V::LANES { V::load(&xs[j..]) } else { V::load_partial(&xs[j..j + len]) };
                 let e = exp(x.sub(vm));
-                let keep = V::and(
-                    iota.lt(V::splat(len as f32)),
-                    iota.add(V::splat(j as f32)).ne(label_f),
-                );
+                let keep = V::and(iota.lt(V::splat(len as f32)), iota.add(V::splat(j as f32)).ne(label_f));
                 other += V::select(keep, e, V::splat(0.0)).sum_f64();
                 if let Some(g) = &mut chunk.grad {
                     store(&mut Some(&mut **g), base + j, len, e);
@@ -517,11 +660,7 @@ impl ChunkKernel for SoftmaxFocal<'_> {
                 while j < c {
                     let len = V::LANES.min(c - j);
                     let gs = &mut g[base + j..base + j + len];
-                    let e = if len == V::LANES {
-                        V::load(gs)
-                    } else {
-                        V::load_partial(gs)
-                    };
+                    let e = if len == V::LANES { V::load(gs) } else { V::load_partial(gs) };
                     let v = e.mul(coef);
                     if len == V::LANES {
                         v.store(gs)

@@ -16,15 +16,8 @@ pub const IGNORE: i32 = -2;
 /// # Errors
 /// [`FocalError::LabelOutOfRange`] naming the first bad label.
 pub fn validate_labels(labels: &[i32], num_classes: usize) -> Result<()> {
-    match labels
-        .iter()
-        .position(|&l| l < IGNORE || (l >= 0 && l as usize >= num_classes))
-    {
-        Some(index) => Err(FocalError::LabelOutOfRange {
-            index,
-            label: labels[index],
-            num_classes,
-        }),
+    match labels.iter().position(|&l| l < IGNORE || (l >= 0 && l as usize >= num_classes)) {
+        Some(index) => Err(FocalError::LabelOutOfRange { index, label: labels[index], num_classes }),
         None => Ok(()),
     }
 }

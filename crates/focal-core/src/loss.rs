@@ -56,20 +56,8 @@ pub trait FocalLoss {
     ///
     /// # Errors
     /// As [`FocalLoss::compute`].
-    fn forward<T: Element>(
-        &self,
-        logits: TensorView<'_, T>,
-        target: Self::Target<'_>,
-    ) -> Result<f64> {
-        self.compute::<T, f32, f32>(
-            logits,
-            target,
-            Outputs {
-                elementwise: None,
-                grad: None,
-                upstream: 1.0,
-            },
-        )
+    fn forward<T: Element>(&self, logits: TensorView<'_, T>, target: Self::Target<'_>) -> Result<f64> {
+        self.compute::<T, f32, f32>(logits, target, Outputs { elementwise: None, grad: None, upstream: 1.0 })
     }
 
     /// The reduced loss, and the elementwise losses written to `out`.
@@ -82,15 +70,7 @@ pub trait FocalLoss {
         target: Self::Target<'_>,
         out: TensorViewMut<'_, O>,
     ) -> Result<f64> {
-        self.compute::<T, O, f32>(
-            logits,
-            target,
-            Outputs {
-                elementwise: Some(out),
-                grad: None,
-                upstream: 1.0,
-            },
-        )
+        self.compute::<T, O, f32>(logits, target, Outputs { elementwise: Some(out), grad: None, upstream: 1.0 })
     }
 
     /// Writes `upstream * d(loss)/d(logits)` to `grad`.
@@ -104,15 +84,7 @@ pub trait FocalLoss {
         upstream: f64,
         grad: TensorViewMut<'_, G>,
     ) -> Result<()> {
-        self.compute::<T, f32, G>(
-            logits,
-            target,
-            Outputs {
-                elementwise: None,
-                grad: Some(grad),
-                upstream,
-            },
-        )?;
+        self.compute::<T, f32, G>(logits, target, Outputs { elementwise: None, grad: Some(grad), upstream })?;
         Ok(())
     }
 
@@ -127,15 +99,7 @@ pub trait FocalLoss {
         upstream: f64,
         grad: TensorViewMut<'_, G>,
     ) -> Result<f64> {
-        self.compute::<T, f32, G>(
-            logits,
-            target,
-            Outputs {
-                elementwise: None,
-                grad: Some(grad),
-                upstream,
-            },
-        )
+        self.compute::<T, f32, G>(logits, target, Outputs { elementwise: None, grad: Some(grad), upstream })
     }
 }
 
@@ -149,11 +113,7 @@ pub(crate) fn common_checks<T: Element, O: Element, G: Element>(
 ) -> Result<(usize, usize, f64)> {
     let (rows, classes) = validate::rows_classes(logits.shape())?;
     if let Some(out) = &outputs.elementwise {
-        validate::same_shape(
-            "elementwise loss output",
-            logits.shape(),
-            out.view().shape(),
-        )?;
+        validate::same_shape("elementwise loss output", logits.shape(), out.view().shape())?;
     }
     if let Some(grad) = &outputs.grad {
         validate::same_shape("gradient output", logits.shape(), grad.view().shape())?;
@@ -168,9 +128,7 @@ pub(crate) fn check_level(level: SimdLevel) -> Result<SimdLevel> {
     if level.is_supported() {
         Ok(level)
     } else {
-        Err(FocalError::Unsupported(
-            "this SIMD level is not supported by the CPU",
-        ))
+        Err(FocalError::Unsupported("this SIMD level is not supported by the CPU"))
     }
 }
 
@@ -178,10 +136,7 @@ pub(crate) fn check_level(level: SimdLevel) -> Result<SimdLevel> {
 pub(crate) fn split_outputs<'o, O: Element, G: Element>(
     outputs: &'o mut Outputs<'_, O, G>,
 ) -> (Option<&'o mut [O]>, Option<&'o mut [G]>) {
-    (
-        outputs.elementwise.as_mut().map(|o| o.as_mut_slice()),
-        outputs.grad.as_mut().map(|g| g.as_mut_slice()),
-    )
+    (outputs.elementwise.as_mut().map(|o| o.as_mut_slice()), outputs.grad.as_mut().map(|g| g.as_mut_slice()))
 }
 
 /// Whether `T` is `f64` (computed by the float64 path rather than narrowed to `f32`).

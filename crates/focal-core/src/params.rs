@@ -27,22 +27,14 @@ impl Alpha {
 
 fn check_unit(name: &'static str, v: f64) -> Result<()> {
     if !(0.0..=1.0).contains(&v) {
-        return Err(FocalError::InvalidParameter {
-            name,
-            value: v,
-            expected: "a finite value in [0, 1]",
-        });
+        return Err(FocalError::InvalidParameter { name, value: v, expected: "a finite value in [0, 1]" });
     }
     Ok(())
 }
 
 fn check_non_negative(name: &'static str, v: f64) -> Result<()> {
     if !(v.is_finite() && v >= 0.0) {
-        return Err(FocalError::InvalidParameter {
-            name,
-            value: v,
-            expected: "a finite value >= 0",
-        });
+        return Err(FocalError::InvalidParameter { name, value: v, expected: "a finite value >= 0" });
     }
     Ok(())
 }
@@ -89,18 +81,12 @@ impl FocalParams {
         for &a in &alpha {
             check_unit("alpha[class]", a)?;
         }
-        Ok(FocalParams {
-            alpha: Alpha::PerClass(alpha),
-            gamma,
-        })
+        Ok(FocalParams { alpha: Alpha::PerClass(alpha), gamma })
     }
 
     /// RetinaNet's defaults: alpha 0.25, gamma 2.
     pub fn retinanet() -> Self {
-        FocalParams {
-            alpha: Alpha::Scalar(0.25),
-            gamma: 2.0,
-        }
+        FocalParams { alpha: Alpha::Scalar(0.25), gamma: 2.0 }
     }
 
     /// The alpha weighting.
@@ -171,11 +157,7 @@ impl Reduction {
 /// Checks an upstream gradient.
 pub(crate) fn check_upstream(g: f64) -> Result<()> {
     if !g.is_finite() {
-        return Err(FocalError::InvalidParameter {
-            name: "upstream gradient",
-            value: g,
-            expected: "a finite value",
-        });
+        return Err(FocalError::InvalidParameter { name: "upstream gradient", value: g, expected: "a finite value" });
     }
     Ok(())
 }
@@ -200,20 +182,12 @@ impl VarifocalParams {
     pub fn new(alpha: f64, gamma: f64, iou_weighted: bool) -> Result<Self> {
         check_unit("alpha", alpha)?;
         check_non_negative("gamma", gamma)?;
-        Ok(VarifocalParams {
-            alpha,
-            gamma,
-            iou_weighted,
-        })
+        Ok(VarifocalParams { alpha, gamma, iou_weighted })
     }
 
     /// mmdetection's defaults: alpha 0.75, gamma 2, IoU-weighted.
     pub fn mmdet() -> Self {
-        VarifocalParams {
-            alpha: 0.75,
-            gamma: 2.0,
-            iou_weighted: true,
-        }
+        VarifocalParams { alpha: 0.75, gamma: 2.0, iou_weighted: true }
     }
 
     /// alpha.

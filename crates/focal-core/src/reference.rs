@@ -55,13 +55,7 @@ pub fn bce_with_logits(x: f64, t: f64) -> f64 {
 ///
 /// `alpha_pos` weighs the positive part (target 1) and `alpha_neg` the negative part; pass
 /// `(1, 1)` for no alpha weighting.
-pub fn sigmoid_focal_element(
-    x: f64,
-    t: f64,
-    alpha_pos: f64,
-    alpha_neg: f64,
-    gamma: f64,
-) -> (f64, f64) {
+pub fn sigmoid_focal_element(x: f64, t: f64, alpha_pos: f64, alpha_neg: f64, gamma: f64) -> (f64, f64) {
     if x.is_nan() {
         return (f64::NAN, f64::NAN);
     }
@@ -73,7 +67,9 @@ pub fn sigmoid_focal_element(
     let dce = (1.0 - t) * p - t * pm;
     let ratio = if w > 0.0 { p * pm / w } else { 0.0 };
     let dwg = gamma * wg * ratio * (1.0 - 2.0 * t);
-    (alpha_t * wg * ce, alpha_t * (dwg * ce + wg * dce))
+    // At infinite logits dwg is 0 and CE may be infinite: the product's limit is 0.
+    let dwg_ce = if dwg == 0.0 { 0.0 } else { dwg * ce };
+    (alpha_t * wg * ce, alpha_t * (dwg_ce + wg * dce))
 }
 
 /// `(loss, dloss/dx)` of the varifocal loss for one element.
@@ -89,7 +85,8 @@ pub fn varifocal_element(x: f64, t: f64, alpha: f64, gamma: f64, iou_weighted: b
     } else {
         // t == 0: BCE = softplus(x), dBCE/dx = p, d(p^gamma)/dx = gamma p^gamma (1 - p).
         let pg = p.powf(gamma);
-        (alpha * pg * ce, alpha * (gamma * pg * pm * ce + pg * p))
+        let pm_ce = if pm == 0.0 { 0.0 } else { pm * ce };
+        (alpha * pg * ce, alpha * (gamma * pg * pm_ce + pg * p))
     }
 }
 
@@ -103,11 +100,8 @@ pub fn quality_focal_element(x: f64, y: f64, beta: f64) -> (f64, f64) {
     // p - y = (1 - y) p - y (1 - p): exact at y = 0 and y = 1.
     let d = (1.0 - y) * p - y * pm;
     let db = d.abs().powf(beta);
-    let first = if d != 0.0 {
-        beta * db / d * p * pm * ce
-    } else {
-        0.0
-    };
+    let ppm = p * pm;
+    let first = if d != 0.0 && ppm != 0.0 { beta * db / d * ppm * ce } else { 0.0 };
     (db * ce, first + db * d)
 }
 
@@ -122,12 +116,7 @@ pub fn softmax_focal_row(x: &[f64], y: usize, alpha: f64, gamma: f64, grad: &mut
     // p_y = e_y / (e_y + others). Summing the other classes apart keeps q = 1 - p_y and
     // log p_y = -log1p(others / e_y) exact when p_y is close to 1.
     let e_y = (x[y] - max).exp();
-    let others: f64 = x
-        .iter()
-        .enumerate()
-        .filter(|&(j, _)| j != y)
-        .map(|(_, &v)| (v - max).exp())
-        .sum();
+    let others: f64 = x.iter().enumerate().filter(|&(j, _)| j != y).map(|(_, &v)| (v - max).exp()).sum();
     let sum = e_y + others;
     let logp = -(others / e_y).ln_1p();
     let py = e_y / sum;
@@ -136,11 +125,7 @@ pub fn softmax_focal_row(x: &[f64], y: usize, alpha: f64, gamma: f64, grad: &mut
     let r = if q > 0.0 { logp / q } else { -1.0 };
     let g = alpha * qg * (gamma * py * r - 1.0);
     for (j, (gj, &xj)) in grad.iter_mut().zip(x).enumerate() {
-        *gj = if j == y {
-            g * q
-        } else {
-            -g * (xj - max).exp() / sum
-        };
+        *gj = if j == y { g * q } else { -g * (xj - max).exp() / sum };
     }
     -alpha * qg * logp
 }
@@ -187,23 +172,14 @@ pub fn compensated_sum(values: impl IntoIterator<Item = f64>) -> f64 {
     sum + comp
 }
 
-fn finish(
-    elementwise: Vec<f64>,
-    mut grad: Vec<f64>,
-    reduction: Reduction,
-    upstream: f64,
-) -> Result<ReferenceOutput> {
+fn finish(elementwise: Vec<f64>, mut grad: Vec<f64>, reduction: Reduction, upstream: f64) -> Result<ReferenceOutput> {
     check_upstream(upstream)?;
     let scale = reduction.scale(elementwise.len())?;
     let loss = compensated_sum(elementwise.iter().copied()) * scale;
     for g in &mut grad {
         *g *= scale * upstream;
     }
-    Ok(ReferenceOutput {
-        loss,
-        elementwise,
-        grad,
-    })
+    Ok(ReferenceOutput { loss, elementwise, grad })
 }
 
 fn weight_at(weights: Option<&[f64]>, rows: usize, row: usize, index: usize) -> f64 {
@@ -234,9 +210,7 @@ fn elementwise_reference(
                     }
                     (if labels[row] == c as i32 { 1.0 } else { 0.0 }, 1.0)
                 }
-                ReferenceTarget::Dense { targets, weights } => {
-                    (targets[i], weight_at(weights, rows, row, i))
-                }
+                ReferenceTarget::Dense { targets, weights } => (targets[i], weight_at(weights, rows, row, i)),
             };
             let (l, g) = element(logits[i], t, c);
             loss[i] = w * l;
@@ -274,12 +248,10 @@ pub fn varifocal(
     reduction: Reduction,
     upstream: f64,
 ) -> Result<ReferenceOutput> {
-    let (loss, grad) = elementwise_reference(
-        logits,
-        classes,
-        ReferenceTarget::Dense { targets, weights },
-        |x, t, _| varifocal_element(x, t, params.alpha, params.gamma, params.iou_weighted),
-    );
+    let (loss, grad) =
+        elementwise_reference(logits, classes, ReferenceTarget::Dense { targets, weights }, |x, t, _| {
+            varifocal_element(x, t, params.alpha, params.gamma, params.iou_weighted)
+        });
     finish(loss, grad, reduction, upstream)
 }
 
@@ -293,12 +265,10 @@ pub fn quality_focal(
     reduction: Reduction,
     upstream: f64,
 ) -> Result<ReferenceOutput> {
-    let (loss, grad) = elementwise_reference(
-        logits,
-        classes,
-        ReferenceTarget::Dense { targets, weights },
-        |x, y, _| quality_focal_element(x, y, beta),
-    );
+    let (loss, grad) =
+        elementwise_reference(logits, classes, ReferenceTarget::Dense { targets, weights }, |x, y, _| {
+            quality_focal_element(x, y, beta)
+        });
     finish(loss, grad, reduction, upstream)
 }
 
@@ -325,13 +295,7 @@ pub fn softmax_focal(
             Alpha::PerClass(v) => v[y],
         };
         let span = row * classes..(row + 1) * classes;
-        loss[row * classes + y] = softmax_focal_row(
-            &logits[span.clone()],
-            y,
-            alpha,
-            params.gamma(),
-            &mut grad[span],
-        );
+        loss[row * classes + y] = softmax_focal_row(&logits[span.clone()], y, alpha, params.gamma(), &mut grad[span]);
     }
     // Reduction::Mean for the softmax loss averages over the rows that are not ignored, as
     // PyTorch's cross_entropy(ignore_index=...) does.

@@ -6,10 +6,7 @@ use crate::engine;
 use crate::error::Result;
 use crate::kernel::{AlphaLanes, DenseKernel, Power, SigmoidSoft, SigmoidSparse, WeightsRef};
 use crate::labels::validate_labels;
-use crate::loss::{
-    FocalLoss, Outputs, check_level, common_checks, is_f64, split_outputs, to_f64,
-    write_f64_outputs,
-};
+use crate::loss::{FocalLoss, Outputs, check_level, common_checks, is_f64, split_outputs, to_f64, write_f64_outputs};
 use crate::params::{FocalParams, Reduction};
 use crate::reference::{self, ReferenceTarget};
 use crate::simd::SimdLevel;
@@ -43,17 +40,11 @@ impl<'a> Target<'a> {
     }
     /// Dense targets without weights.
     pub fn dense(targets: TensorView<'a, f32>) -> Self {
-        Target::Dense(DenseTarget {
-            targets,
-            weights: None,
-        })
+        Target::Dense(DenseTarget { targets, weights: None })
     }
     /// Dense targets with weights per anchor or per element.
     pub fn weighted(targets: TensorView<'a, f32>, weights: TensorView<'a, f32>) -> Self {
-        Target::Dense(DenseTarget {
-            targets,
-            weights: Some(weights),
-        })
+        Target::Dense(DenseTarget { targets, weights: Some(weights) })
     }
 }
 
@@ -90,11 +81,7 @@ pub struct SigmoidFocalLoss {
 impl SigmoidFocalLoss {
     /// A loss with the best SIMD level of this CPU.
     pub fn new(params: FocalParams, reduction: Reduction) -> Self {
-        SigmoidFocalLoss {
-            params,
-            reduction,
-            simd: SimdLevel::detect(),
-        }
+        SigmoidFocalLoss { params, reduction, simd: SimdLevel::detect() }
     }
 
     /// The same loss computed with another SIMD level (for comparisons and tests).
@@ -142,63 +129,34 @@ impl FocalLoss for SigmoidFocalLoss {
                 Target::Dense(d) => {
                     dense_f64 = to_f64(d.targets.as_slice());
                     weights_f64 = d.weights.map(|w| to_f64(w.as_slice()));
-                    ReferenceTarget::Dense {
-                        targets: &dense_f64,
-                        weights: weights_f64.as_deref(),
-                    }
+                    ReferenceTarget::Dense { targets: &dense_f64, weights: weights_f64.as_deref() }
                 }
             };
-            let out = reference::sigmoid_focal(
-                &x,
-                classes,
-                reference_target,
-                &self.params,
-                self.reduction,
-                upstream,
-            )?;
+            let out = reference::sigmoid_focal(&x, classes, reference_target, &self.params, self.reduction, upstream)?;
             return Ok(write_f64_outputs(out, loss_out, grad_out));
         }
-        let alpha = AlphaLanes::new(self.params.alpha(), classes);
         let gamma = self.params.gamma();
         let sum = match target {
             Target::Labels(labels) => {
                 let kernel = SigmoidSparse {
                     labels: labels.as_slice(),
                     classes,
-                    alpha,
+                    alpha: AlphaLanes::new(self.params.alpha(), classes, grad_scale),
                     gamma: gamma as f32,
                     power: Power::of(gamma),
                     grad_scale: grad_scale as f32,
                 };
-                engine::run(
-                    self.simd,
-                    &kernel,
-                    logits.as_slice(),
-                    classes,
-                    loss_out,
-                    grad_out,
-                )
+                engine::run(self.simd, &kernel, logits.as_slice(), classes, loss_out, grad_out)
             }
             Target::Dense(dense) => {
                 let kernel = DenseKernel {
-                    element: SigmoidSoft {
-                        alpha,
-                        gamma: gamma as f32,
-                        power: Power::of(gamma),
-                    },
+                    element: SigmoidSoft::new(self.params.alpha(), classes, gamma),
                     classes,
                     targets: dense.targets.as_slice(),
                     weights: weights_ref(logits.shape(), &dense),
                     grad_scale: grad_scale as f32,
                 };
-                engine::run(
-                    self.simd,
-                    &kernel,
-                    logits.as_slice(),
-                    classes,
-                    loss_out,
-                    grad_out,
-                )
+                engine::run(self.simd, &kernel, logits.as_slice(), classes, loss_out, grad_out)
             }
         };
         Ok(sum * scale)

@@ -6,10 +6,7 @@ use crate::engine;
 use crate::error::{FocalError, Result};
 use crate::kernel::SoftmaxFocal;
 use crate::labels::IGNORE;
-use crate::loss::{
-    FocalLoss, Outputs, check_level, common_checks, is_f64, split_outputs, to_f64,
-    write_f64_outputs,
-};
+use crate::loss::{FocalLoss, Outputs, check_level, common_checks, is_f64, split_outputs, to_f64, write_f64_outputs};
 use crate::params::{Alpha, FocalParams, Reduction};
 use crate::reference;
 use crate::simd::SimdLevel;
@@ -30,11 +27,7 @@ pub struct SoftmaxFocalLoss {
 impl SoftmaxFocalLoss {
     /// A loss with the best SIMD level of this CPU.
     pub fn new(params: FocalParams, reduction: Reduction) -> Self {
-        SoftmaxFocalLoss {
-            params,
-            reduction,
-            simd: SimdLevel::detect(),
-        }
+        SoftmaxFocalLoss { params, reduction, simd: SimdLevel::detect() }
     }
 
     /// The same loss computed with another SIMD level.
@@ -65,29 +58,15 @@ impl FocalLoss for SoftmaxFocalLoss {
         let (_, classes, scale) = common_checks(&logits, &outputs, reduction, logits.numel())?;
         self.params.check_classes(classes)?;
         validate::labels_shape(logits.shape(), labels.shape())?;
-        if let Some(index) = labels_s
-            .iter()
-            .position(|&l| l != IGNORE && (l < 0 || l as usize >= classes))
-        {
-            return Err(FocalError::LabelOutOfRange {
-                index,
-                label: labels_s[index],
-                num_classes: classes,
-            });
+        if let Some(index) = labels_s.iter().position(|&l| l != IGNORE && (l < 0 || l as usize >= classes)) {
+            return Err(FocalError::LabelOutOfRange { index, label: labels_s[index], num_classes: classes });
         }
         let grad_scale = scale * outputs.upstream;
         let upstream = outputs.upstream;
         let (loss_out, grad_out) = split_outputs(&mut outputs);
         if is_f64::<T>() {
             let x = to_f64(logits.as_slice());
-            let out = reference::softmax_focal(
-                &x,
-                classes,
-                labels_s,
-                &self.params,
-                self.reduction,
-                upstream,
-            )?;
+            let out = reference::softmax_focal(&x, classes, labels_s, &self.params, self.reduction, upstream)?;
             return Ok(write_f64_outputs(out, loss_out, grad_out));
         }
         let alpha = match self.params.alpha() {
@@ -102,13 +81,6 @@ impl FocalLoss for SoftmaxFocalLoss {
             gamma: self.params.gamma(),
             grad_scale: grad_scale as f32,
         };
-        Ok(engine::run(
-            self.simd,
-            &kernel,
-            logits.as_slice(),
-            classes,
-            loss_out,
-            grad_out,
-        ) * scale)
+        Ok(engine::run(self.simd, &kernel, logits.as_slice(), classes, loss_out, grad_out) * scale)
     }
 }

@@ -23,16 +23,9 @@ impl Shape {
     /// [`FocalError::Rank`] when there are more than [`MAX_RANK`] dimensions.
     pub fn new(dims: &[usize]) -> Result<Self> {
         if dims.len() > MAX_RANK {
-            return Err(FocalError::Rank {
-                what: "shape",
-                expected: "at most 6",
-                shape: dims.to_vec(),
-            });
+            return Err(FocalError::Rank { what: "shape", expected: "at most 6", shape: dims.to_vec() });
         }
-        let mut out = Shape {
-            dims: [0; MAX_RANK],
-            rank: dims.len() as u8,
-        };
+        let mut out = Shape { dims: [0; MAX_RANK], rank: dims.len() as u8 };
         out.dims[..dims.len()].copy_from_slice(dims);
         Ok(out)
     }
@@ -119,12 +112,7 @@ pub struct TensorViewMut<'a, T> {
 
 fn check_storage(what: &'static str, shape: &Shape, len: usize) -> Result<()> {
     if shape.numel() != len {
-        return Err(FocalError::StorageSize {
-            what,
-            shape: shape.dims().to_vec(),
-            expected: shape.numel(),
-            got: len,
-        });
+        return Err(FocalError::StorageSize { what, shape: shape.dims().to_vec(), expected: shape.numel(), got: len });
     }
     Ok(())
 }
@@ -155,13 +143,9 @@ impl<'a, T: Copy> TensorView<'a, T> {
     /// # Errors
     /// [`FocalError::NotContiguous`] when the array is not contiguous in row-major order.
     #[cfg(feature = "ndarray")]
-    pub fn from_ndarray<D: ndarray::Dimension>(
-        array: ndarray::ArrayView<'a, T, D>,
-    ) -> Result<Self> {
+    pub fn from_ndarray<D: ndarray::Dimension>(array: ndarray::ArrayView<'a, T, D>) -> Result<Self> {
         let shape = Shape::new(array.shape())?;
-        let data = array.to_slice().ok_or(FocalError::NotContiguous {
-            what: "ndarray view",
-        })?;
+        let data = array.to_slice().ok_or(FocalError::NotContiguous { what: "ndarray view" })?;
         Ok(TensorView { data, shape })
     }
 }
@@ -194,10 +178,7 @@ impl<'a, T: Copy> TensorViewMut<'a, T> {
 
     /// A read-only view of the same elements.
     pub fn view(&self) -> TensorView<'_, T> {
-        TensorView {
-            data: self.data,
-            shape: self.shape,
-        }
+        TensorView { data: self.data, shape: self.shape }
     }
 
     /// A mutable view of a standard-layout ndarray.
@@ -205,13 +186,9 @@ impl<'a, T: Copy> TensorViewMut<'a, T> {
     /// # Errors
     /// [`FocalError::NotContiguous`] when the array is not contiguous in row-major order.
     #[cfg(feature = "ndarray")]
-    pub fn from_ndarray<D: ndarray::Dimension>(
-        array: ndarray::ArrayViewMut<'a, T, D>,
-    ) -> Result<Self> {
+    pub fn from_ndarray<D: ndarray::Dimension>(array: ndarray::ArrayViewMut<'a, T, D>) -> Result<Self> {
         let shape = Shape::new(array.shape())?;
-        let data = array.into_slice().ok_or(FocalError::NotContiguous {
-            what: "ndarray view",
-        })?;
+        let data = array.into_slice().ok_or(FocalError::NotContiguous { what: "ndarray view" })?;
         Ok(TensorViewMut { data, shape })
     }
 }

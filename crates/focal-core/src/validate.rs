@@ -26,11 +26,7 @@ pub(crate) fn row_shape(shape: Shape) -> Vec<usize> {
 
 pub(crate) fn same_shape(what: &'static str, expected: Shape, got: Shape) -> Result<()> {
     if expected != got {
-        return Err(FocalError::ShapeMismatch {
-            what,
-            expected: expected.dims().to_vec(),
-            got: got.dims().to_vec(),
-        });
+        return Err(FocalError::ShapeMismatch { what, expected: expected.dims().to_vec(), got: got.dims().to_vec() });
     }
     Ok(())
 }
@@ -38,21 +34,14 @@ pub(crate) fn same_shape(what: &'static str, expected: Shape, got: Shape) -> Res
 pub(crate) fn labels_shape(logits: Shape, labels: Shape) -> Result<()> {
     let expected = row_shape(logits);
     if labels.dims() != expected.as_slice() {
-        return Err(FocalError::ShapeMismatch {
-            what: "labels",
-            expected,
-            got: labels.dims().to_vec(),
-        });
+        return Err(FocalError::ShapeMismatch { what: "labels", expected, got: labels.dims().to_vec() });
     }
     Ok(())
 }
 
 /// Dense targets must lie in [0, 1] (NaN is rejected).
 pub(crate) fn unit_targets(targets: &TensorView<'_, f32>) -> Result<()> {
-    let bad = targets
-        .as_slice()
-        .par_iter()
-        .position_first(|t| !(0.0..=1.0).contains(t));
+    let bad = targets.as_slice().par_iter().position_first(|t| !(0.0..=1.0).contains(t));
     match bad {
         Some(i) => Err(FocalError::InvalidParameter {
             name: "target",
@@ -73,11 +62,7 @@ pub(crate) fn weights(logits: Shape, weights: &TensorView<'_, f32>) -> Result<()
             got: shape.dims().to_vec(),
         });
     }
-    match weights
-        .as_slice()
-        .par_iter()
-        .position_first(|w| !w.is_finite())
-    {
+    match weights.as_slice().par_iter().position_first(|w| !w.is_finite()) {
         Some(i) => Err(FocalError::InvalidParameter {
             name: "weight",
             value: weights.as_slice()[i] as f64,

@@ -5,10 +5,7 @@ use crate::element::Element;
 use crate::engine;
 use crate::error::Result;
 use crate::kernel::{DenseKernel, Power, QualityFocal, Varifocal};
-use crate::loss::{
-    FocalLoss, Outputs, check_level, common_checks, is_f64, split_outputs, to_f64,
-    write_f64_outputs,
-};
+use crate::loss::{FocalLoss, Outputs, check_level, common_checks, is_f64, split_outputs, to_f64, write_f64_outputs};
 use crate::params::{Reduction, VarifocalParams, check_beta};
 use crate::reference;
 use crate::sigmoid::{DenseTarget, check_dense, weights_ref};
@@ -27,11 +24,7 @@ pub struct VarifocalLoss {
 impl VarifocalLoss {
     /// A loss with the best SIMD level of this CPU.
     pub fn new(params: VarifocalParams, reduction: Reduction) -> Self {
-        VarifocalLoss {
-            params,
-            reduction,
-            simd: SimdLevel::detect(),
-        }
+        VarifocalLoss { params, reduction, simd: SimdLevel::detect() }
     }
 
     /// The same loss computed with another SIMD level.
@@ -61,15 +54,7 @@ impl FocalLoss for VarifocalLoss {
         if is_f64::<T>() {
             let (x, t) = (to_f64(logits.as_slice()), to_f64(target.targets.as_slice()));
             let w = target.weights.map(|w| to_f64(w.as_slice()));
-            let out = reference::varifocal(
-                &x,
-                classes,
-                &t,
-                w.as_deref(),
-                &self.params,
-                self.reduction,
-                upstream,
-            )?;
+            let out = reference::varifocal(&x, classes, &t, w.as_deref(), &self.params, self.reduction, upstream)?;
             return Ok(write_f64_outputs(out, loss_out, grad_out));
         }
         let p = self.params;
@@ -85,14 +70,7 @@ impl FocalLoss for VarifocalLoss {
             weights: weights_ref(logits.shape(), &target),
             grad_scale: grad_scale as f32,
         };
-        Ok(engine::run(
-            self.simd,
-            &kernel,
-            logits.as_slice(),
-            classes,
-            loss_out,
-            grad_out,
-        ) * scale)
+        Ok(engine::run(self.simd, &kernel, logits.as_slice(), classes, loss_out, grad_out) * scale)
     }
 }
 
@@ -112,11 +90,7 @@ impl QualityFocalLoss {
     /// [`crate::FocalError::InvalidParameter`] for beta < 0 or non-finite.
     pub fn new(beta: f64, reduction: Reduction) -> Result<Self> {
         check_beta(beta)?;
-        Ok(QualityFocalLoss {
-            beta,
-            reduction,
-            simd: SimdLevel::detect(),
-        })
+        Ok(QualityFocalLoss { beta, reduction, simd: SimdLevel::detect() })
     }
 
     /// The same loss computed with another SIMD level.
@@ -146,34 +120,16 @@ impl FocalLoss for QualityFocalLoss {
         if is_f64::<T>() {
             let (x, t) = (to_f64(logits.as_slice()), to_f64(target.targets.as_slice()));
             let w = target.weights.map(|w| to_f64(w.as_slice()));
-            let out = reference::quality_focal(
-                &x,
-                classes,
-                &t,
-                w.as_deref(),
-                self.beta,
-                self.reduction,
-                upstream,
-            )?;
+            let out = reference::quality_focal(&x, classes, &t, w.as_deref(), self.beta, self.reduction, upstream)?;
             return Ok(write_f64_outputs(out, loss_out, grad_out));
         }
         let kernel = DenseKernel {
-            element: QualityFocal {
-                beta: self.beta as f32,
-                power: Power::of(self.beta),
-            },
+            element: QualityFocal { beta: self.beta as f32, power: Power::of(self.beta) },
             classes,
             targets: target.targets.as_slice(),
             weights: weights_ref(logits.shape(), &target),
             grad_scale: grad_scale as f32,
         };
-        Ok(engine::run(
-            self.simd,
-            &kernel,
-            logits.as_slice(),
-            classes,
-            loss_out,
-            grad_out,
-        ) * scale)
+        Ok(engine::run(self.simd, &kernel, logits.as_slice(), classes, loss_out, grad_out) * scale)
     }
 }

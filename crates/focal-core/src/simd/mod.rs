@@ -26,12 +26,7 @@ pub enum SimdLevel {
 
 impl SimdLevel {
     /// Every level, best first.
-    pub const ALL: [SimdLevel; 4] = [
-        SimdLevel::Avx512,
-        SimdLevel::Avx2,
-        SimdLevel::Neon,
-        SimdLevel::Portable,
-    ];
+    pub const ALL: [SimdLevel; 4] = [SimdLevel::Avx512, SimdLevel::Avx2, SimdLevel::Neon, SimdLevel::Portable];
 
     /// Whether this CPU runs the level.
     pub fn is_supported(self) -> bool {
@@ -39,8 +34,7 @@ impl SimdLevel {
             SimdLevel::Portable => true,
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx2 => {
-                std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
+                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
             }
             #[cfg(target_arch = "x86_64")]
             SimdLevel::Avx512 => {
@@ -63,9 +57,7 @@ impl SimdLevel {
     pub fn detect() -> SimdLevel {
         static BEST: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
-            let forced = std::env::var("FOCAL_SIMD")
-                .ok()
-                .and_then(|s| SimdLevel::from_name(&s));
+            let forced = std::env::var("FOCAL_SIMD").ok().and_then(|s| SimdLevel::from_name(&s));
             match forced {
                 Some(level) if level.is_supported() => level,
                 _ => SimdLevel::supported().next().unwrap_or(SimdLevel::Portable),
@@ -90,9 +82,7 @@ impl SimdLevel {
 
     /// Parses [`SimdLevel::name`].
     pub fn from_name(name: &str) -> Option<SimdLevel> {
-        SimdLevel::ALL
-            .into_iter()
-            .find(|l| l.name() == name.trim().to_ascii_lowercase())
+        SimdLevel::ALL.into_iter().find(|l| l.name() == name.trim().to_ascii_lowercase())
     }
 }
 
@@ -134,21 +124,46 @@ pub(crate) unsafe trait F32v: Copy {
     fn round(self) -> Self;
     /// `2^n` for integer-valued `n` in `[-126, 127]`.
     fn pow2i(n: Self) -> Self;
+    /// `self * 2^n` for integer-valued `n` in `[-252, 127]`, rounding into the subnormal range
+    /// and to 0 like a correctly scaled product would.
+    #[inline(always)]
+    fn scale_pow2(self, n: Self) -> Self {
+        // Two factors so that each stays a normal number down to 2^-252.
+        let half = n.mul(Self::splat(0.5)).round();
+        self.mul(Self::pow2i(half)).mul(Self::pow2i(n.sub(half)))
+    }
     /// Splits a positive normal `x` into `(m, e)` with `x = m * 2^e`, `m` in `[1, 2)`.
     fn frexp1(self) -> (Self, Self);
 
+    /// A mask with only lane `index` (< LANES) set.
+    #[inline(always)]
+    fn lane_mask(index: usize) -> Self::Mask {
+        Self::iota().eq(Self::splat(index as f32))
+    }
     fn lt(self, o: Self) -> Self::Mask;
     fn le(self, o: Self) -> Self::Mask;
     fn eq(self, o: Self) -> Self::Mask;
     fn ne(self, o: Self) -> Self::Mask;
-    /// Lanes that are NaN.
-    fn is_nan(self) -> Self::Mask;
     fn and(a: Self::Mask, b: Self::Mask) -> Self::Mask;
     /// `m ? a : b` per lane.
     fn select(m: Self::Mask, a: Self, b: Self) -> Self;
 
+    /// Whether every lane is finite (no NaN, no infinity).
+    fn all_finite(self) -> bool;
+
+    /// An `f64` accumulator with one lane per `f32` lane.
+    type Acc: Copy;
+    /// A zero accumulator.
+    fn acc_zero() -> Self::Acc;
+    /// `acc + widen(self)`, lane by lane.
+    fn acc_add(acc: Self::Acc, v: Self) -> Self::Acc;
+    /// Sum of the accumulator's lanes in a fixed order.
+    fn acc_sum(acc: Self::Acc) -> f64;
+
     /// Sum of the lanes, in `f64`, in a fixed order.
-    fn sum_f64(self) -> f64;
+    fn sum_f64(self) -> f64 {
+        Self::acc_sum(Self::acc_add(Self::acc_zero(), self))
+    }
     /// Largest lane.
     fn max_lane(self) -> f32;
 }
@@ -163,27 +178,17 @@ pub(crate) trait ChunkKernel: Sync {
 ///
 /// The caller has checked `level.is_supported()` (the loss constructors refuse others).
 #[inline]
-pub(crate) fn dispatch<K: ChunkKernel>(
-    level: SimdLevel,
-    kernel: &K,
-    chunk: crate::kernel::Chunk<'_>,
-) -> f64 {
+pub(crate) fn dispatch<K: ChunkKernel>(level: SimdLevel, kernel: &K, chunk: crate::kernel::Chunk<'_>) -> f64 {
     match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the loss constructors only accept levels that `is_supported()` on this CPU.
-        SimdLevel::Avx512 if SimdLevel::Avx512.is_supported() => unsafe {
-            x86::run_avx512(kernel, chunk)
-        },
+        SimdLevel::Avx512 if SimdLevel::Avx512.is_supported() => unsafe { x86::run_avx512(kernel, chunk) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        SimdLevel::Avx2 if SimdLevel::Avx2.is_supported() => unsafe {
-            x86::run_avx2(kernel, chunk)
-        },
+        SimdLevel::Avx2 if SimdLevel::Avx2.is_supported() => unsafe { x86::run_avx2(kernel, chunk) },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: as above.
-        SimdLevel::Neon if SimdLevel::Neon.is_supported() => unsafe {
-            neon::run_neon(kernel, chunk)
-        },
+        SimdLevel::Neon if SimdLevel::Neon.is_supported() => unsafe { neon::run_neon(kernel, chunk) },
         _ => kernel.run::<portable::F32x8>(chunk),
     }
 }

@@ -121,18 +121,9 @@ unsafe impl F32v for F32x4 {
         // SAFETY: see the impl.
         unsafe {
             let bits = vreinterpretq_u32_f32(self.0);
-            let mant = vorrq_u32(
-                vandq_u32(bits, vdupq_n_u32(0x007f_ffff)),
-                vdupq_n_u32(0x3f80_0000),
-            );
-            let expo = vsubq_s32(
-                vreinterpretq_s32_u32(vshrq_n_u32::<23>(bits)),
-                vdupq_n_s32(127),
-            );
-            (
-                F32x4(vreinterpretq_f32_u32(mant)),
-                F32x4(vcvtq_f32_s32(expo)),
-            )
+            let mant = vorrq_u32(vandq_u32(bits, vdupq_n_u32(0x007f_ffff)), vdupq_n_u32(0x3f80_0000));
+            let expo = vsubq_s32(vreinterpretq_s32_u32(vshrq_n_u32::<23>(bits)), vdupq_n_s32(127));
+            (F32x4(vreinterpretq_f32_u32(mant)), F32x4(vcvtq_f32_s32(expo)))
         }
     }
     #[inline(always)]
@@ -156,11 +147,6 @@ unsafe impl F32v for F32x4 {
         unsafe { vmvnq_u32(vceqq_f32(self.0, o.0)) }
     }
     #[inline(always)]
-    fn is_nan(self) -> uint32x4_t {
-        // SAFETY: see the impl.
-        unsafe { vmvnq_u32(vceqq_f32(self.0, self.0)) }
-    }
-    #[inline(always)]
     fn and(a: uint32x4_t, b: uint32x4_t) -> uint32x4_t {
         // SAFETY: see the impl.
         unsafe { vandq_u32(a, b) }
@@ -171,10 +157,27 @@ unsafe impl F32v for F32x4 {
         F32x4(unsafe { vbslq_f32(m, a.0, b.0) })
     }
     #[inline(always)]
-    fn sum_f64(self) -> f64 {
+    fn all_finite(self) -> bool {
+        // SAFETY: see the impl. x - x is NaN exactly for NaN and infinite lanes; NaN != NaN.
+        unsafe {
+            let d = vsubq_f32(self.0, self.0);
+            vminvq_u32(vceqq_f32(d, d)) != 0
+        }
+    }
+    type Acc = [f64; 4];
+    #[inline(always)]
+    fn acc_zero() -> [f64; 4] {
+        [0.0; 4]
+    }
+    #[inline(always)]
+    fn acc_add(acc: [f64; 4], v: Self) -> [f64; 4] {
         let mut lanes = [0.0f32; 4];
-        self.store(&mut lanes);
-        (lanes[0] as f64 + lanes[2] as f64) + (lanes[1] as f64 + lanes[3] as f64)
+        v.store(&mut lanes);
+        std::array::from_fn(|i| acc[i] + lanes[i] as f64)
+    }
+    #[inline(always)]
+    fn acc_sum(v: [f64; 4]) -> f64 {
+        (v[0] + v[2]) + (v[1] + v[3])
     }
     #[inline(always)]
     fn max_lane(self) -> f32 {

@@ -73,7 +73,8 @@ unsafe impl F32v for F32x8 {
     }
     #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
-        F32x8(std::array::from_fn(|i| self.0[i].mul_add(b.0[i], c.0[i])))
+        // Unfused: without a guaranteed FMA unit, `f32::mul_add` is a slow library call.
+        F32x8(std::array::from_fn(|i| self.0[i] * b.0[i] + c.0[i]))
     }
     #[inline(always)]
     fn max(self, o: Self) -> Self {
@@ -93,7 +94,10 @@ unsafe impl F32v for F32x8 {
     }
     #[inline(always)]
     fn round(self) -> Self {
-        map(self, f32::round_ties_even)
+        // Adding and subtracting 1.5 * 2^23 rounds to nearest even for |x| < 2^22 (all the
+        // kernels need: exponents of clamped arguments).
+        const MAGIC: f32 = 12_582_912.0;
+        map(self, |a| (a + MAGIC) - MAGIC)
     }
     #[inline(always)]
     fn pow2i(n: Self) -> Self {
@@ -124,10 +128,6 @@ unsafe impl F32v for F32x8 {
         cmp(self, o, |a, b| a != b)
     }
     #[inline(always)]
-    fn is_nan(self) -> [bool; 8] {
-        self.0.map(f32::is_nan)
-    }
-    #[inline(always)]
     fn and(a: [bool; 8], b: [bool; 8]) -> [bool; 8] {
         std::array::from_fn(|i| a[i] & b[i])
     }
@@ -136,8 +136,20 @@ unsafe impl F32v for F32x8 {
         F32x8(std::array::from_fn(|i| if m[i] { a.0[i] } else { b.0[i] }))
     }
     #[inline(always)]
-    fn sum_f64(self) -> f64 {
-        let v = self.0.map(f64::from);
+    fn all_finite(self) -> bool {
+        self.0.iter().all(|v| v.is_finite())
+    }
+    type Acc = [f64; 8];
+    #[inline(always)]
+    fn acc_zero() -> [f64; 8] {
+        [0.0; 8]
+    }
+    #[inline(always)]
+    fn acc_add(acc: [f64; 8], v: Self) -> [f64; 8] {
+        std::array::from_fn(|i| acc[i] + v.0[i] as f64)
+    }
+    #[inline(always)]
+    fn acc_sum(v: [f64; 8]) -> f64 {
         ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]))
     }
     #[inline(always)]

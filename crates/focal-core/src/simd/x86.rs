@@ -41,10 +41,7 @@ unsafe impl F32v for F32x16 {
     fn iota() -> Self {
         // SAFETY: see the impl.
         F32x16(unsafe {
-            _mm512_setr_ps(
-                0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0,
-                15.0,
-            )
+            _mm512_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0)
         })
     }
     #[inline(always)]
@@ -117,45 +114,41 @@ unsafe impl F32v for F32x16 {
     fn neg(self) -> Self {
         // SAFETY: see the impl.
         F32x16(unsafe {
-            _mm512_castsi512_ps(_mm512_xor_si512(
-                _mm512_castps_si512(self.0),
-                _mm512_set1_epi32(i32::MIN),
-            ))
+            _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(self.0), _mm512_set1_epi32(i32::MIN)))
         })
     }
     #[inline(always)]
     fn round(self) -> Self {
         // SAFETY: see the impl.
-        F32x16(unsafe {
-            _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0)
-        })
+        F32x16(unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0) })
     }
     #[inline(always)]
     fn pow2i(n: Self) -> Self {
         // SAFETY: see the impl.
         F32x16(unsafe {
             let i = _mm512_cvtps_epi32(n.0);
-            _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(
-                i,
-                _mm512_set1_epi32(127),
-            )))
+            _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(i, _mm512_set1_epi32(127))))
         })
+    }
+    #[inline(always)]
+    fn scale_pow2(self, n: Self) -> Self {
+        // SAFETY: see the impl. vscalefps rounds into the subnormals and to 0 itself.
+        F32x16(unsafe { _mm512_scalef_ps(self.0, n.0) })
     }
     #[inline(always)]
     fn frexp1(self) -> (Self, Self) {
         // SAFETY: see the impl.
         unsafe {
             let bits = _mm512_castps_si512(self.0);
-            let mant = _mm512_or_si512(
-                _mm512_and_si512(bits, _mm512_set1_epi32(0x007f_ffff)),
-                _mm512_set1_epi32(0x3f80_0000),
-            );
+            let mant =
+                _mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi32(0x007f_ffff)), _mm512_set1_epi32(0x3f80_0000));
             let expo = _mm512_sub_epi32(_mm512_srli_epi32::<23>(bits), _mm512_set1_epi32(127));
-            (
-                F32x16(_mm512_castsi512_ps(mant)),
-                F32x16(_mm512_cvtepi32_ps(expo)),
-            )
+            (F32x16(_mm512_castsi512_ps(mant)), F32x16(_mm512_cvtepi32_ps(expo)))
         }
+    }
+    #[inline(always)]
+    fn lane_mask(index: usize) -> __mmask16 {
+        1u16 << index
     }
     #[inline(always)]
     fn lt(self, o: Self) -> __mmask16 {
@@ -178,11 +171,6 @@ unsafe impl F32v for F32x16 {
         unsafe { _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(self.0, o.0) }
     }
     #[inline(always)]
-    fn is_nan(self) -> __mmask16 {
-        // SAFETY: see the impl.
-        unsafe { _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(self.0, self.0) }
-    }
-    #[inline(always)]
     fn and(a: __mmask16, b: __mmask16) -> __mmask16 {
         a & b
     }
@@ -192,13 +180,34 @@ unsafe impl F32v for F32x16 {
         F32x16(unsafe { _mm512_mask_blend_ps(m, b.0, a.0) })
     }
     #[inline(always)]
-    fn sum_f64(self) -> f64 {
+    fn all_finite(self) -> bool {
+        // SAFETY: see the impl. Class bits: QNaN 0x01, +inf 0x08, -inf 0x10, SNaN 0x80.
+        unsafe { _mm512_fpclass_ps_mask::<0x99>(self.0) == 0 }
+    }
+    type Acc = (__m512d, __m512d);
+    #[inline(always)]
+    fn acc_zero() -> Self::Acc {
+        // SAFETY: see the impl.
+        unsafe { (_mm512_setzero_pd(), _mm512_setzero_pd()) }
+    }
+    #[inline(always)]
+    fn acc_add(acc: Self::Acc, v: Self) -> Self::Acc {
         // SAFETY: see the impl.
         unsafe {
-            let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(self.0));
-            let hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps::<1>(self.0));
-            _mm512_reduce_add_pd(_mm512_add_pd(lo, hi))
+            let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v.0));
+            let hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps::<1>(v.0));
+            (_mm512_add_pd(acc.0, lo), _mm512_add_pd(acc.1, hi))
         }
+    }
+    #[inline(always)]
+    fn acc_sum(acc: Self::Acc) -> f64 {
+        let mut lanes = [0.0f64; 16];
+        // SAFETY: see the impl; 16 f64 fit in `lanes`.
+        unsafe {
+            _mm512_storeu_pd(lanes.as_mut_ptr(), acc.0);
+            _mm512_storeu_pd(lanes.as_mut_ptr().add(8), acc.1);
+        }
+        pairwise16(&lanes)
     }
     #[inline(always)]
     fn max_lane(self) -> f32 {
@@ -306,19 +315,14 @@ unsafe impl F32v for F32x8Avx {
     #[inline(always)]
     fn round(self) -> Self {
         // SAFETY: see the impl.
-        F32x8Avx(unsafe {
-            _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0)
-        })
+        F32x8Avx(unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0) })
     }
     #[inline(always)]
     fn pow2i(n: Self) -> Self {
         // SAFETY: see the impl.
         F32x8Avx(unsafe {
             let i = _mm256_cvtps_epi32(n.0);
-            _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
-                i,
-                _mm256_set1_epi32(127),
-            )))
+            _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(i, _mm256_set1_epi32(127))))
         })
     }
     #[inline(always)]
@@ -326,15 +330,10 @@ unsafe impl F32v for F32x8Avx {
         // SAFETY: see the impl.
         unsafe {
             let bits = _mm256_castps_si256(self.0);
-            let mant = _mm256_or_si256(
-                _mm256_and_si256(bits, _mm256_set1_epi32(0x007f_ffff)),
-                _mm256_set1_epi32(0x3f80_0000),
-            );
+            let mant =
+                _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007f_ffff)), _mm256_set1_epi32(0x3f80_0000));
             let expo = _mm256_sub_epi32(_mm256_srli_epi32::<23>(bits), _mm256_set1_epi32(127));
-            (
-                F32x8Avx(_mm256_castsi256_ps(mant)),
-                F32x8Avx(_mm256_cvtepi32_ps(expo)),
-            )
+            (F32x8Avx(_mm256_castsi256_ps(mant)), F32x8Avx(_mm256_cvtepi32_ps(expo)))
         }
     }
     #[inline(always)]
@@ -358,11 +357,6 @@ unsafe impl F32v for F32x8Avx {
         unsafe { _mm256_cmp_ps::<_CMP_NEQ_UQ>(self.0, o.0) }
     }
     #[inline(always)]
-    fn is_nan(self) -> __m256 {
-        // SAFETY: see the impl.
-        unsafe { _mm256_cmp_ps::<_CMP_UNORD_Q>(self.0, self.0) }
-    }
-    #[inline(always)]
     fn and(a: __m256, b: __m256) -> __m256 {
         // SAFETY: see the impl.
         unsafe { _mm256_and_ps(a, b) }
@@ -373,15 +367,34 @@ unsafe impl F32v for F32x8Avx {
         F32x8Avx(unsafe { _mm256_blendv_ps(b.0, a.0, m) })
     }
     #[inline(always)]
-    fn sum_f64(self) -> f64 {
+    fn all_finite(self) -> bool {
+        // SAFETY: see the impl. x - x is NaN exactly for NaN and infinite lanes.
+        unsafe { _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(_mm256_sub_ps(self.0, self.0), self.0)) == 0 }
+    }
+    type Acc = (__m256d, __m256d);
+    #[inline(always)]
+    fn acc_zero() -> Self::Acc {
+        // SAFETY: see the impl.
+        unsafe { (_mm256_setzero_pd(), _mm256_setzero_pd()) }
+    }
+    #[inline(always)]
+    fn acc_add(acc: Self::Acc, v: Self) -> Self::Acc {
         // SAFETY: see the impl.
         unsafe {
-            let lo = _mm256_cvtps_pd(_mm256_castps256_ps128(self.0));
-            let hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(self.0));
-            let s = _mm256_add_pd(lo, hi);
-            let s2 = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd::<1>(s));
-            _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)))
+            let lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v.0));
+            let hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v.0));
+            (_mm256_add_pd(acc.0, lo), _mm256_add_pd(acc.1, hi))
         }
+    }
+    #[inline(always)]
+    fn acc_sum(acc: Self::Acc) -> f64 {
+        let mut lanes = [0.0f64; 8];
+        // SAFETY: see the impl; 8 f64 fit in `lanes`.
+        unsafe {
+            _mm256_storeu_pd(lanes.as_mut_ptr(), acc.0);
+            _mm256_storeu_pd(lanes.as_mut_ptr().add(4), acc.1);
+        }
+        ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]))
     }
     #[inline(always)]
     fn max_lane(self) -> f32 {
@@ -389,4 +402,14 @@ unsafe impl F32v for F32x8Avx {
         self.store(&mut lanes);
         lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max)
     }
+}
+
+/// Pairwise sum of 16 lanes in a fixed order.
+#[inline(always)]
+fn pairwise16(v: &[f64; 16]) -> f64 {
+    let mut s = [0.0f64; 8];
+    for i in 0..8 {
+        s[i] = v[i] + v[i + 8];
+    }
+    ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]))
 }

@@ -75,21 +75,11 @@ impl Rng {
 
 /// Checks `actual` against `reference` elementwise with `|a - r| <= abs + rel * scale[i]`
 /// (`scale[i]` defaults to `|r|`); NaN must meet NaN. Panics with the first mismatch named.
-pub fn assert_close(
-    what: &str,
-    actual: &[f64],
-    reference: &[f64],
-    scale: Option<&[f64]>,
-    rel: f64,
-    abs: f64,
-) {
+pub fn assert_close(what: &str, actual: &[f64], reference: &[f64], scale: Option<&[f64]>, rel: f64, abs: f64) {
     assert_eq!(actual.len(), reference.len(), "{what}: lengths differ");
     for (i, (&a, &r)) in actual.iter().zip(reference).enumerate() {
         if r.is_nan() || a.is_nan() {
-            assert!(
-                r.is_nan() && a.is_nan(),
-                "{what}[{i}]: reference {r:e}, got {a:e} (NaN must match NaN)"
-            );
+            assert!(r.is_nan() && a.is_nan(), "{what}[{i}]: reference {r:e}, got {a:e} (NaN must match NaN)");
             continue;
         }
         if r.is_infinite() || a.is_infinite() {
@@ -128,22 +118,14 @@ pub fn sigmoid_soft_grad_scale(x: f64, t: f64, alpha_pos: f64, alpha_neg: f64, g
     let wg = w.powf(gamma);
     let ratio = if w > 0.0 { p * pm / w } else { 0.0 };
     let at = alpha_pos * t + alpha_neg * (1.0 - t);
-    let d_ce = if ratio == 0.0 {
-        0.0
-    } else {
-        (gamma * wg * ratio * (1.0 - 2.0 * t)).abs() * ce
-    };
+    let d_ce = if ratio == 0.0 { 0.0 } else { (gamma * wg * ratio * (1.0 - 2.0 * t)).abs() * ce };
     at * (d_ce + wg * ((1.0 - t) * p + t * pm))
 }
 
 /// Condition of the varifocal gradient (positives: `t (p - t)`).
 pub fn varifocal_grad_scale(x: f64, t: f64) -> f64 {
     let (p, pm) = sigmoid_pair(x);
-    if t > 0.0 {
-        t * ((1.0 - t) * p + t * pm)
-    } else {
-        0.0
-    }
+    if t > 0.0 { t * ((1.0 - t) * p + t * pm) } else { 0.0 }
 }
 
 /// Condition of the quality focal loss and its gradient: `d = p - y` cancels when `p ~ y`, and
