@@ -75,41 +75,18 @@ pub enum NetError {
     Core(#[from] focal_core::FocalError),
 }
 
-fn describe_mismatch(
-    missing: &[String],
-    unexpected: &[String],
-    mis_shaped: &[MisShaped],
-) -> String {
+fn describe_mismatch(missing: &[String], unexpected: &[String], mis_shaped: &[MisShaped]) -> String {
     let mut parts = Vec::new();
     if !missing.is_empty() {
-        parts.push(format!(
-            "missing {} tensor(s): {}",
-            missing.len(),
-            missing.join(", ")
-        ));
+        parts.push(format!("missing {} tensor(s): {}", missing.len(), missing.join(", ")));
     }
     if !unexpected.is_empty() {
-        parts.push(format!(
-            "unexpected {} tensor(s): {}",
-            unexpected.len(),
-            unexpected.join(", ")
-        ));
+        parts.push(format!("unexpected {} tensor(s): {}", unexpected.len(), unexpected.join(", ")));
     }
     if !mis_shaped.is_empty() {
-        let list: Vec<String> = mis_shaped
-            .iter()
-            .map(|m| {
-                format!(
-                    "{} (expected {:?}, found {:?})",
-                    m.name, m.expected, m.found
-                )
-            })
-            .collect();
-        parts.push(format!(
-            "{} mis-shaped tensor(s): {}",
-            list.len(),
-            list.join(", ")
-        ));
+        let list: Vec<String> =
+            mis_shaped.iter().map(|m| format!("{} (expected {:?}, found {:?})", m.name, m.expected, m.found)).collect();
+        parts.push(format!("{} mis-shaped tensor(s): {}", list.len(), list.join(", ")));
     }
     format!("state_dict does not match the model: {}", parts.join("; "))
 }
@@ -119,8 +96,5 @@ pub type Result<T> = std::result::Result<T, NetError>;
 
 /// Shorthand for a [`NetError::Config`].
 pub(crate) fn config_error(what: &'static str, detail: impl Into<String>) -> NetError {
-    NetError::Config {
-        what,
-        detail: detail.into(),
-    }
+    NetError::Config { what, detail: detail.into() }
 }

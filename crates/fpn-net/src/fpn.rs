@@ -46,9 +46,7 @@ impl Fpn {
         if in_channels.is_empty() || in_channels.contains(&0) || out_channels == 0 {
             return Err(config_error(
                 "Fpn",
-                format!(
-                    "in_channels {in_channels:?} and out_channels {out_channels} must be non-empty and > 0"
-                ),
+                format!("in_channels {in_channels:?} and out_channels {out_channels} must be non-empty and > 0"),
             ));
         }
         let levels = in_channels.len();
@@ -56,12 +54,7 @@ impl Fpn {
             FpnExtra::P6P7FromP5 => out_channels,
             FpnExtra::P6P7FromC5 => in_channels[levels - 1],
         };
-        let down = |i| {
-            Conv2dConfig::new(i, out_channels, 3)
-                .stride(2)
-                .padding(1)
-                .bias(true)
-        };
+        let down = |i| Conv2dConfig::new(i, out_channels, 3).stride(2).padding(1).bias(true);
         Ok(Fpn {
             extra,
             inner_blocks: in_channels
@@ -69,13 +62,7 @@ impl Fpn {
                 .map(|&c| Conv2d::new(Conv2dConfig::new(c, out_channels, 1).bias(true)))
                 .collect::<Result<_>>()?,
             layer_blocks: (0..levels)
-                .map(|_| {
-                    Conv2d::new(
-                        Conv2dConfig::new(out_channels, out_channels, 3)
-                            .padding(1)
-                            .bias(true),
-                    )
-                })
+                .map(|_| Conv2d::new(Conv2dConfig::new(out_channels, out_channels, 3).padding(1).bias(true)))
                 .collect::<Result<_>>()?,
             p6: Conv2d::new(down(p6_in))?,
             p7: Conv2d::new(down(out_channels))?,
@@ -167,52 +154,28 @@ impl Fpn {
         }
         d_features.resize(levels, Tensor4::default());
         // P7 = conv(relu(P6)), P6 = conv(P5 or C5).
-        self.p7.backward(
-            &self.p6_relu,
-            &d_outputs[levels + 1],
-            GradOut::Write(&mut self.grad_relu),
-        )?;
-        Relu.backward(
-            &self.p6_relu,
-            &self.grad_relu,
-            GradOut::Write(&mut self.grad_p6),
-        )?;
+        self.p7.backward(&self.p6_relu, &d_outputs[levels + 1], GradOut::Write(&mut self.grad_relu))?;
+        Relu.backward(&self.p6_relu, &self.grad_relu, GradOut::Write(&mut self.grad_p6))?;
         add_assign(self.grad_p6.as_mut_slice(), d_outputs[levels].as_slice());
         let grad_top_out = match self.extra {
             FpnExtra::P6P7FromP5 => {
                 self.grad_top.copy_from(&d_outputs[top]);
-                self.p6.backward(
-                    &self.outputs[top],
-                    &self.grad_p6,
-                    GradOut::Accumulate(&mut self.grad_top),
-                )?;
+                self.p6.backward(&self.outputs[top], &self.grad_p6, GradOut::Accumulate(&mut self.grad_top))?;
                 &self.grad_top
             }
             FpnExtra::P6P7FromC5 => {
-                self.p6.backward(
-                    features[top],
-                    &self.grad_p6,
-                    GradOut::Write(&mut d_features[top]),
-                )?;
+                self.p6.backward(features[top], &self.grad_p6, GradOut::Write(&mut d_features[top]))?;
                 &d_outputs[top]
             }
         };
         // Finest level first: each inner map also feeds the next finer one through the
         // upsampling, whose gradient must be in before its own lateral's backward.
         for i in 0..levels {
-            let d_out = if i == top {
-                grad_top_out
-            } else {
-                &d_outputs[i]
-            };
+            let d_out = if i == top { grad_top_out } else { &d_outputs[i] };
             let (finer, here) = self.grad_inner.split_at_mut(i);
             self.layer_blocks[i].backward(&self.inner[i], d_out, GradOut::Write(&mut here[0]))?;
             if i > 0 {
-                UpsampleNearest.backward(
-                    &finer[i - 1],
-                    self.inner[i].dims(),
-                    GradOut::Accumulate(&mut here[0]),
-                )?;
+                UpsampleNearest.backward(&finer[i - 1], self.inner[i].dims(), GradOut::Accumulate(&mut here[0]))?;
             }
             let dx = if i == top && self.extra == FpnExtra::P6P7FromC5 {
                 GradOut::Accumulate(&mut d_features[i])
@@ -296,11 +259,9 @@ impl ResNetFpn {
     pub fn backward(&mut self, x: &Tensor4, d_levels: &[Tensor4]) -> Result<()> {
         let body = &self.body;
         let features = [1, 2, 3].map(|s| body.stage_output(s));
-        self.fpn
-            .backward(&features, d_levels, &mut self.d_features)?;
+        self.fpn.backward(&features, d_levels, &mut self.d_features)?;
         let d = &self.d_features;
-        self.body
-            .backward(x, [None, Some(&d[0]), Some(&d[1]), Some(&d[2])])
+        self.body.backward(x, [None, Some(&d[0]), Some(&d[1]), Some(&d[2])])
     }
 }
 

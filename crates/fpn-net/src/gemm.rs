@@ -17,32 +17,16 @@ pub(crate) struct MatRef<'a> {
 impl<'a> MatRef<'a> {
     /// A row-major `rows x cols` matrix.
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        MatRef {
-            data,
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
+        MatRef { data, rows, cols, rs: cols, cs: 1 }
     }
 
     /// The transpose of a row-major `cols x rows` matrix stored in `data`.
     pub fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        MatRef {
-            data,
-            rows,
-            cols,
-            rs: 1,
-            cs: rows,
-        }
+        MatRef { data, rows, cols, rs: 1, cs: rows }
     }
 
     fn reach(&self) -> usize {
-        if self.rows == 0 || self.cols == 0 {
-            0
-        } else {
-            (self.rows - 1) * self.rs + (self.cols - 1) * self.cs + 1
-        }
+        if self.rows == 0 || self.cols == 0 { 0 } else { (self.rows - 1) * self.rs + (self.cols - 1) * self.cs + 1 }
     }
 }
 
@@ -55,13 +39,7 @@ const PARALLEL_MIN_FLOPS: usize = 1 << 18;
 ///
 /// Panics when the shapes disagree or a matrix reaches past its slice: callers validate
 /// user-facing shapes first, so a panic here is a bug in this crate, never bad input.
-pub(crate) fn matmul(
-    dst: &mut [f32],
-    dst_rs: usize,
-    accumulate: bool,
-    lhs: MatRef<'_>,
-    rhs: MatRef<'_>,
-) {
+pub(crate) fn matmul(dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: MatRef<'_>, rhs: MatRef<'_>) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert_eq!(rhs.rows, k, "matmul: inner dimensions differ");
     assert!(lhs.reach() <= lhs.data.len(), "matmul: lhs out of bounds");
@@ -69,10 +47,7 @@ pub(crate) fn matmul(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(
-        dst_rs >= n && (m - 1) * dst_rs + n <= dst.len(),
-        "matmul: dst out of bounds"
-    );
+    assert!(dst_rs >= n && (m - 1) * dst_rs + n <= dst.len(), "matmul: dst out of bounds");
     if k == 0 {
         if !accumulate {
             for row in dst.chunks_mut(dst_rs).take(m) {
@@ -125,13 +100,7 @@ mod tests {
         let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
         let bt: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.11).cos()).collect();
         let mut c = vec![1.0f32; m * n];
-        matmul(
-            &mut c,
-            n,
-            true,
-            MatRef::row_major(&a, m, k),
-            MatRef::transposed(&bt, k, n),
-        );
+        matmul(&mut c, n, true, MatRef::row_major(&a, m, k), MatRef::transposed(&bt, k, n));
         for i in 0..m {
             for j in 0..n {
                 let want: f32 = 1.0 + (0..k).map(|l| a[i * k + l] * bt[j * k + l]).sum::<f32>();

@@ -18,9 +18,7 @@ fn mix(mut z: u64) -> u64 {
 
 /// 64-bit FNV-1a of the name.
 fn fnv1a(name: &str) -> u64 {
-    name.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3)
-    })
+    name.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3))
 }
 
 /// `n` uniform values in `[lo, hi)` for tensor `name`: element `i` is

@@ -51,9 +51,7 @@ pub mod weights;
 
 pub use error::{MisShaped, NetError, Result};
 pub use fpn::{Fpn, FpnExtra, ResNetFpn};
-pub use layers::{
-    Conv2d, Conv2dConfig, FrozenBatchNorm2d, GradOut, GroupNorm, MaxPool2d, Relu, UpsampleNearest,
-};
+pub use layers::{Conv2d, Conv2dConfig, FrozenBatchNorm2d, GradOut, GroupNorm, MaxPool2d, Relu, UpsampleNearest};
 pub use param::{Module, Param};
 pub use resnet::{Depth, ResNet};
 pub use sgd::Sgd;

@@ -23,11 +23,7 @@ impl Param {
         let numel = shape.iter().product();
         Param {
             value: vec![0.0; numel],
-            grad: if trainable {
-                vec![0.0; numel]
-            } else {
-                Vec::new()
-            },
+            grad: if trainable { vec![0.0; numel] } else { Vec::new() },
             shape: shape.to_vec(),
             trainable,
         }
@@ -106,11 +102,7 @@ pub trait Module {
 
     /// Number of trainable scalars.
     fn num_trainable(&self) -> usize {
-        self.named_params()
-            .iter()
-            .filter(|(_, p)| p.trainable())
-            .map(|(_, p)| p.numel())
-            .sum()
+        self.named_params().iter().filter(|(_, p)| p.trainable()).map(|(_, p)| p.numel()).sum()
     }
 }
 

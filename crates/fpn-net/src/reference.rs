@@ -16,18 +16,12 @@ pub struct Array4 {
 impl Array4 {
     /// Zeros of `dims`.
     pub fn zeros(dims: [usize; 4]) -> Self {
-        Array4 {
-            data: vec![0.0; dims.iter().product()],
-            dims,
-        }
+        Array4 { data: vec![0.0; dims.iter().product()], dims }
     }
 
     /// Widens f32 values.
     pub fn from_f32(data: &[f32], dims: [usize; 4]) -> Self {
-        Array4 {
-            data: data.iter().map(|&v| v as f64).collect(),
-            dims,
-        }
+        Array4 { data: data.iter().map(|&v| v as f64).collect(), dims }
     }
 
     fn index(&self, n: usize, c: usize, y: usize, x: usize) -> usize {
@@ -65,10 +59,8 @@ pub fn conv2d(x: &Array4, weight: &[f64], bias: Option<&[f64]>, cfg: &Conv2dConf
                     for i in 0..c {
                         for ky in 0..kh {
                             for kx in 0..kw {
-                                let iy = (oy * cfg.stride[0] + ky * cfg.dilation[0]) as isize
-                                    - cfg.padding[0] as isize;
-                                let ix = (ox * cfg.stride[1] + kx * cfg.dilation[1]) as isize
-                                    - cfg.padding[1] as isize;
+                                let iy = (oy * cfg.stride[0] + ky * cfg.dilation[0]) as isize - cfg.padding[0] as isize;
+                                let ix = (ox * cfg.stride[1] + kx * cfg.dilation[1]) as isize - cfg.padding[1] as isize;
                                 if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
                                     continue;
                                 }
@@ -86,14 +78,7 @@ pub fn conv2d(x: &Array4, weight: &[f64], bias: Option<&[f64]>, cfg: &Conv2dConf
 }
 
 /// `(x - mean) / sqrt(var + eps) * weight + bias` per channel.
-pub fn frozen_batch_norm(
-    x: &Array4,
-    weight: &[f64],
-    bias: &[f64],
-    mean: &[f64],
-    var: &[f64],
-    eps: f64,
-) -> Array4 {
+pub fn frozen_batch_norm(x: &Array4, weight: &[f64], bias: &[f64], mean: &[f64], var: &[f64], eps: f64) -> Array4 {
     let mut y = x.clone();
     let plane = x.dims[2] * x.dims[3];
     for (i, v) in y.data.iter_mut().enumerate() {

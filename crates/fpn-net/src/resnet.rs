@@ -2,9 +2,7 @@
 //! 3x3 convolution), with frozen batch norm.
 
 use crate::error::{NetError, Result, config_error};
-use crate::layers::{
-    Conv2d, Conv2dConfig, Epilogue, FrozenBatchNorm2d, GradOut, MaxPool2d, add_assign,
-};
+use crate::layers::{Conv2d, Conv2dConfig, Epilogue, FrozenBatchNorm2d, GradOut, MaxPool2d, add_assign};
 use crate::param::{Module, Param, join};
 use crate::tensor::{Tensor4, check_nchw};
 
@@ -32,10 +30,7 @@ impl Depth {
             34 => Ok(Depth::R34),
             50 => Ok(Depth::R50),
             101 => Ok(Depth::R101),
-            other => Err(config_error(
-                "ResNet",
-                format!("depth {other}: expected 18, 34, 50 or 101"),
-            )),
+            other => Err(config_error("ResNet", format!("depth {other}: expected 18, 34, 50 or 101"))),
         }
     }
 
@@ -82,18 +77,13 @@ impl ConvBn {
     /// Convolution, batch norm and ReLU in one pass over each output tile.
     fn forward(&mut self, x: &Tensor4) -> Result<()> {
         let (scale, shift) = self.bn.scale_shift();
-        let epilogue = Epilogue::Affine {
-            scale: Some(&scale),
-            shift: &shift,
-            relu: self.relu,
-        };
+        let epilogue = Epilogue::Affine { scale: Some(&scale), shift: &shift, relu: self.relu };
         self.conv.forward_with(x, &mut self.out, epilogue)
     }
 
     /// `dout` is the gradient of `self.out` and is consumed (scaled in place).
     fn backward(&mut self, x: &Tensor4, dout: &mut Tensor4, dx: GradOut<'_>) -> Result<()> {
-        self.bn
-            .backward_inplace(dout, self.relu.then_some(&self.out))?;
+        self.bn.backward_inplace(dout, self.relu.then_some(&self.out))?;
         self.conv.backward(x, dout, dx)
     }
 
@@ -118,39 +108,21 @@ impl Block {
         let convs = if bottleneck {
             vec![
                 ConvBn::new(Conv2dConfig::new(in_ch, planes, 1), true)?,
-                ConvBn::new(
-                    Conv2dConfig::new(planes, planes, 3)
-                        .stride(stride)
-                        .padding(1),
-                    true,
-                )?,
+                ConvBn::new(Conv2dConfig::new(planes, planes, 3).stride(stride).padding(1), true)?,
                 ConvBn::new(Conv2dConfig::new(planes, out_ch, 1), false)?,
             ]
         } else {
             vec![
-                ConvBn::new(
-                    Conv2dConfig::new(in_ch, planes, 3)
-                        .stride(stride)
-                        .padding(1),
-                    true,
-                )?,
+                ConvBn::new(Conv2dConfig::new(in_ch, planes, 3).stride(stride).padding(1), true)?,
                 ConvBn::new(Conv2dConfig::new(planes, planes, 3).padding(1), false)?,
             ]
         };
         let downsample = if stride != 1 || in_ch != out_ch {
-            Some(ConvBn::new(
-                Conv2dConfig::new(in_ch, out_ch, 1).stride(stride),
-                false,
-            )?)
+            Some(ConvBn::new(Conv2dConfig::new(in_ch, out_ch, 1).stride(stride), false)?)
         } else {
             None
         };
-        Ok(Block {
-            convs,
-            downsample,
-            grad_a: Tensor4::default(),
-            grad_b: Tensor4::default(),
-        })
+        Ok(Block { convs, downsample, grad_a: Tensor4::default(), grad_b: Tensor4::default() })
     }
 
     fn output(&self) -> &Tensor4 {
@@ -159,10 +131,7 @@ impl Block {
     }
 
     fn trainable(&self) -> bool {
-        self.convs
-            .iter()
-            .chain(&self.downsample)
-            .any(ConvBn::trainable)
+        self.convs.iter().chain(&self.downsample).any(ConvBn::trainable)
     }
 
     fn forward(&mut self, x: &Tensor4) -> Result<()> {
@@ -287,12 +256,7 @@ impl ResNet {
             let stride = if s == 0 { 1 } else { 2 };
             let mut blocks = Vec::with_capacity(count);
             for b in 0..count {
-                blocks.push(Block::new(
-                    bottleneck,
-                    in_ch,
-                    planes,
-                    if b == 0 { stride } else { 1 },
-                )?);
+                blocks.push(Block::new(bottleneck, in_ch, planes, if b == 0 { stride } else { 1 })?);
                 in_ch = if bottleneck { planes * 4 } else { planes };
             }
             stages.push(blocks);
@@ -322,10 +286,7 @@ impl ResNet {
     /// [`NetError::Config`] when `trainable > 5`.
     pub fn set_trainable_layers(&mut self, trainable: usize) -> Result<()> {
         if trainable > 5 {
-            return Err(config_error(
-                "ResNet::set_trainable_layers",
-                format!("{trainable}: expected 0..=5"),
-            ));
+            return Err(config_error("ResNet::set_trainable_layers", format!("{trainable}: expected 0..=5")));
         }
         self.stem.conv.weight.set_trainable(trainable >= 5);
         for (s, stage) in self.stages.iter_mut().enumerate() {
@@ -397,11 +358,7 @@ impl ResNet {
         // lowest trainable unit and computes input gradients only above it.
         let stem_trainable = self.stem.trainable();
         let lowest_block = self.stages.iter().flatten().position(Block::trainable);
-        let Some(lowest) = (if stem_trainable {
-            Some(0)
-        } else {
-            lowest_block.map(|b| b + 1)
-        }) else {
+        let Some(lowest) = (if stem_trainable { Some(0) } else { lowest_block.map(|b| b + 1) }) else {
             return Ok(());
         };
         let mut g = std::mem::take(&mut self.grad_a);
@@ -433,11 +390,7 @@ impl ResNet {
                     } else {
                         &self.pooled
                     };
-                    let dx = if unit > lowest {
-                        GradOut::Write(&mut spare)
-                    } else {
-                        GradOut::Skip
-                    };
+                    let dx = if unit > lowest { GradOut::Write(&mut spare) } else { GradOut::Skip };
                     rest[0].backward(input, &mut g, dx)?;
                     std::mem::swap(&mut g, &mut spare);
                     unit -= 1;

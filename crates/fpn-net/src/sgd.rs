@@ -41,25 +41,12 @@ impl Sgd {
     /// # Errors
     /// [`NetError::Config`] when `lr`, `momentum` or `weight_decay` is negative or not finite.
     pub fn new(lr: f32, momentum: f32, weight_decay: f32) -> Result<Self> {
-        for (name, v) in [
-            ("lr", lr),
-            ("momentum", momentum),
-            ("weight_decay", weight_decay),
-        ] {
+        for (name, v) in [("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(config_error(
-                    "Sgd",
-                    format!("{name} = {v}: expected a finite value >= 0"),
-                ));
+                return Err(config_error("Sgd", format!("{name} = {v}: expected a finite value >= 0")));
             }
         }
-        Ok(Sgd {
-            lr,
-            momentum,
-            weight_decay,
-            nesterov: false,
-            velocity: Vec::new(),
-        })
+        Ok(Sgd { lr, momentum, weight_decay, nesterov: false, velocity: Vec::new() })
     }
 
     /// Nesterov momentum.
@@ -86,11 +73,7 @@ impl Sgd {
         let first = self.velocity.is_empty();
         if !first {
             let sizes_match = self.velocity.len() == params.len()
-                && self
-                    .velocity
-                    .iter()
-                    .zip(&params)
-                    .all(|(v, (_, p))| v.len() == p.numel());
+                && self.velocity.iter().zip(&params).all(|(v, (_, p))| v.len() == p.numel());
             if !sizes_match {
                 return Err(NetError::OptimizerState(format!(
                     "{} momentum buffers, {} trainable parameters now",

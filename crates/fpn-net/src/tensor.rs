@@ -25,10 +25,7 @@ pub struct Tensor4 {
 impl Tensor4 {
     /// A zero tensor.
     pub fn zeros(dims: [usize; 4]) -> Self {
-        Tensor4 {
-            data: vec![0.0; dims.iter().product()],
-            dims,
-        }
+        Tensor4 { data: vec![0.0; dims.iter().product()], dims }
     }
 
     /// A tensor over `data`, which must hold `product(dims)` elements.
@@ -188,11 +185,7 @@ pub(crate) fn check_nchw(what: &'static str, t: &Tensor4, expected_c: Option<usi
 /// Checks that two tensors have the same dimensions.
 pub(crate) fn check_same(what: &'static str, expected: &Tensor4, got: &Tensor4) -> Result<()> {
     if expected.dims() != got.dims() {
-        return Err(NetError::Shape {
-            what,
-            expected: format!("{:?}", expected.dims()),
-            got: got.dims().to_vec(),
-        });
+        return Err(NetError::Shape { what, expected: format!("{:?}", expected.dims()), got: got.dims().to_vec() });
     }
     Ok(())
 }

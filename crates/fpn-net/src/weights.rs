@@ -68,10 +68,7 @@ fn to_f32(name: &str, dtype: Dtype, bytes: &[u8], out: &mut [f32]) -> Result<()>
             }
         }
         other => {
-            return Err(NetError::Dtype {
-                name: name.to_string(),
-                dtype: format!("{other:?}"),
-            });
+            return Err(NetError::Dtype { name: name.to_string(), dtype: format!("{other:?}") });
         }
     }
     Ok(())
@@ -87,12 +84,7 @@ fn to_f32(name: &str, dtype: Dtype, bytes: &[u8], out: &mut [f32]) -> Result<()>
 /// # Errors
 /// [`NetError::SafeTensors`] for bytes that are not safetensors, [`NetError::WeightsMismatch`]
 /// as above, [`NetError::Dtype`] for a non-float tensor the model needs.
-pub fn load<M: Module + ?Sized>(
-    model: &mut M,
-    bytes: &[u8],
-    prefix: &str,
-    extra: Extra,
-) -> Result<LoadReport> {
+pub fn load<M: Module + ?Sized>(model: &mut M, bytes: &[u8], prefix: &str, extra: Extra) -> Result<LoadReport> {
     let file = SafeTensors::deserialize(bytes).map_err(|e| NetError::SafeTensors(e.to_string()))?;
     let stored: HashMap<&str, safetensors::tensor::TensorView<'_>> = file.iter().collect();
     let mut params = Vec::new();
@@ -113,11 +105,7 @@ pub fn load<M: Module + ?Sized>(
     }
     let mut unexpected = Vec::new();
     let mut ignored = Vec::new();
-    let mut names: Vec<&str> = stored
-        .keys()
-        .copied()
-        .filter(|n| n.starts_with(prefix))
-        .collect();
+    let mut names: Vec<&str> = stored.keys().copied().filter(|n| n.starts_with(prefix)).collect();
     names.sort_unstable();
     for name in names {
         if wanted.contains(name) {
@@ -130,11 +118,7 @@ pub fn load<M: Module + ?Sized>(
         }
     }
     if !missing.is_empty() || !unexpected.is_empty() || !mis_shaped.is_empty() {
-        return Err(NetError::WeightsMismatch {
-            missing,
-            unexpected,
-            mis_shaped,
-        });
+        return Err(NetError::WeightsMismatch { missing, unexpected, mis_shaped });
     }
     // Convert everything before writing anything, so a dtype error leaves the model intact.
     let mut converted = Vec::with_capacity(params.len());
@@ -160,10 +144,8 @@ pub fn load<M: Module + ?Sized>(
 pub fn save<M: Module + ?Sized>(model: &M, prefix: &str) -> Result<Vec<u8>> {
     let mut params = Vec::new();
     model.params(prefix, &mut params);
-    let bytes: Vec<Vec<u8>> = params
-        .iter()
-        .map(|(_, p)| p.value.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
+    let bytes: Vec<Vec<u8>> =
+        params.iter().map(|(_, p)| p.value.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
     let views = params
         .iter()
         .zip(&bytes)

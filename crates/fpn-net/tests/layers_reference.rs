@@ -3,14 +3,11 @@
 
 mod common;
 
-use common::{
-    FORWARD, GRADIENT, assert_close, dot, finite_difference, random, random_tensor, widen,
-};
+use common::{FORWARD, GRADIENT, assert_close, dot, finite_difference, random, random_tensor, widen};
 use fpn_net::layers::DEFAULT_COL_TILE_BYTES;
 use fpn_net::reference::{self, Array4};
 use fpn_net::{
-    Conv2d, Conv2dConfig, FrozenBatchNorm2d, GradOut, GroupNorm, MaxPool2d, Relu, Tensor4,
-    UpsampleNearest, layers,
+    Conv2d, Conv2dConfig, FrozenBatchNorm2d, GradOut, GroupNorm, MaxPool2d, Relu, Tensor4, UpsampleNearest, layers,
 };
 
 /// Step of the central differences: the references are f64, so truncation (O(h^2)) and
@@ -25,10 +22,7 @@ fn conv_configs() -> Vec<(Conv2dConfig, [usize; 4])> {
         (base(4, 3, 1), [2, 4, 5, 3]),
         (base(4, 3, 1).stride(2).bias(true), [1, 4, 7, 6]),
         (base(2, 3, 5).stride(2).padding(2).dilation(1), [1, 2, 9, 7]),
-        (
-            base(3, 2, 3).dilation(2).padding(2).bias(true),
-            [1, 3, 7, 8],
-        ),
+        (base(3, 2, 3).dilation(2).padding(2).bias(true), [1, 3, 7, 8]),
         (
             Conv2dConfig {
                 kernel: [3, 2],
@@ -76,12 +70,7 @@ fn conv2d_forward_matches_reference() {
         let bias = conv.bias.as_ref().map(|b| widen(&b.value));
         let want = reference::conv2d(&a4(&x), &widen(&conv.weight.value), bias.as_deref(), &cfg);
         assert_eq!(y.dims(), want.dims, "config {i}");
-        assert_close(
-            &format!("conv config {i}"),
-            y.as_slice(),
-            &want.data,
-            FORWARD,
-        );
+        assert_close(&format!("conv config {i}"), y.as_slice(), &want.data, FORWARD);
     }
 }
 
@@ -101,29 +90,12 @@ fn conv2d_backward_matches_finite_difference() {
         let (xv, wv) = (widen(x.as_slice()), widen(&conv.weight.value));
         let bv = conv.bias.as_ref().map(|b| widen(&b.value));
         let loss = |x: &[f64], w: &[f64], b: Option<&[f64]>| {
-            dot(
-                &reference::conv2d(
-                    &Array4 {
-                        data: x.to_vec(),
-                        dims,
-                    },
-                    w,
-                    b,
-                    &cfg,
-                )
-                .data,
-                &r,
-            )
+            dot(&reference::conv2d(&Array4 { data: x.to_vec(), dims }, w, b, &cfg).data, &r)
         };
         let want_dx = finite_difference(&xv, H, |x| loss(x, &wv, bv.as_deref()));
         assert_close(&format!("conv {i} dx"), dx.as_slice(), &want_dx, GRADIENT);
         let want_dw = finite_difference(&wv, H, |w| loss(&xv, w, bv.as_deref()));
-        assert_close(
-            &format!("conv {i} dw"),
-            &conv.weight.grad,
-            &want_dw,
-            GRADIENT,
-        );
+        assert_close(&format!("conv {i} dw"), &conv.weight.grad, &want_dw, GRADIENT);
         if let (Some(b), Some(bv)) = (&conv.bias, &bv) {
             let want_db = finite_difference(bv, H, |b| loss(&xv, &wv, Some(b)));
             assert_close(&format!("conv {i} db"), &b.grad, &want_db, GRADIENT);
@@ -131,22 +103,11 @@ fn conv2d_backward_matches_finite_difference() {
 
         // A second backward accumulates parameter gradients and, asked to, the input's.
         let mut dx2 = dx.clone();
-        conv.backward(&x, &dy, GradOut::Accumulate(&mut dx2))
-            .unwrap();
+        conv.backward(&x, &dy, GradOut::Accumulate(&mut dx2)).unwrap();
         let doubled: Vec<f64> = want_dw.iter().map(|g| 2.0 * g).collect();
-        assert_close(
-            &format!("conv {i} dw accumulated"),
-            &conv.weight.grad,
-            &doubled,
-            GRADIENT,
-        );
+        assert_close(&format!("conv {i} dw accumulated"), &conv.weight.grad, &doubled, GRADIENT);
         let doubled: Vec<f64> = want_dx.iter().map(|g| 2.0 * g).collect();
-        assert_close(
-            &format!("conv {i} dx accumulated"),
-            dx2.as_slice(),
-            &doubled,
-            GRADIENT,
-        );
+        assert_close(&format!("conv {i} dx accumulated"), dx2.as_slice(), &doubled, GRADIENT);
     }
 }
 
@@ -177,52 +138,24 @@ fn frozen_batch_norm_matches_reference_and_finite_difference() {
     let x = random_tensor("bn.x", dims, -2.0, 2.0);
     let mut y = Tensor4::default();
     bn.forward(&x, &mut y).unwrap();
-    assert_close(
-        "frozen bn forward",
-        y.as_slice(),
-        &bn_reference(&bn, &a4(&x)).data,
-        FORWARD,
-    );
+    assert_close("frozen bn forward", y.as_slice(), &bn_reference(&bn, &a4(&x)).data, FORWARD);
     let mut inplace = x.clone();
     bn.forward_inplace(&mut inplace, true).unwrap();
     let want = reference::relu(&bn_reference(&bn, &a4(&x)));
-    assert_close(
-        "frozen bn + relu in place",
-        inplace.as_slice(),
-        &want.data,
-        FORWARD,
-    );
+    assert_close("frozen bn + relu in place", inplace.as_slice(), &want.data, FORWARD);
 
     let dy = random_tensor("bn.dy", dims, -1.0, 1.0);
     let r = widen(dy.as_slice());
     let mut dx = Tensor4::default();
     bn.backward(&dy, GradOut::Write(&mut dx)).unwrap();
-    let loss = |x: &[f64]| {
-        dot(
-            &bn_reference(
-                &bn,
-                &Array4 {
-                    data: x.to_vec(),
-                    dims,
-                },
-            )
-            .data,
-            &r,
-        )
-    };
+    let loss = |x: &[f64]| dot(&bn_reference(&bn, &Array4 { data: x.to_vec(), dims }).data, &r);
     let want = finite_difference(&widen(x.as_slice()), H, loss);
     assert_close("frozen bn dx", dx.as_slice(), &want, GRADIENT);
 
     let mut g = dy.clone();
     bn.backward_inplace(&mut g, Some(&inplace)).unwrap();
     let loss_relu = |x: &[f64]| {
-        let y = reference::relu(&bn_reference(
-            &bn,
-            &Array4 {
-                data: x.to_vec(),
-                dims,
-            },
-        ));
+        let y = reference::relu(&bn_reference(&bn, &Array4 { data: x.to_vec(), dims }));
         dot(&y.data, &r)
     };
     let want = finite_difference(&widen(x.as_slice()), H, loss_relu);
@@ -238,11 +171,7 @@ fn group_norm_matches_reference_and_finite_difference() {
     let x = random_tensor("gn.x", dims, -2.0, 3.0);
     let mut y = Tensor4::default();
     gn.forward(&x, &mut y).unwrap();
-    let (wv, bv, xv) = (
-        widen(&gn.weight.value),
-        widen(&gn.bias.value),
-        widen(x.as_slice()),
-    );
+    let (wv, bv, xv) = (widen(&gn.weight.value), widen(&gn.bias.value), widen(x.as_slice()));
     let want = reference::group_norm(&a4(&x), 3, &wv, &bv, 1e-5);
     assert_close("group norm forward", y.as_slice(), &want.data, FORWARD);
 
@@ -251,20 +180,7 @@ fn group_norm_matches_reference_and_finite_difference() {
     let mut dx = Tensor4::default();
     gn.backward(&x, &dy, GradOut::Write(&mut dx)).unwrap();
     let loss = |x: &[f64], w: &[f64], b: &[f64]| {
-        dot(
-            &reference::group_norm(
-                &Array4 {
-                    data: x.to_vec(),
-                    dims,
-                },
-                3,
-                w,
-                b,
-                1e-5,
-            )
-            .data,
-            &r,
-        )
+        dot(&reference::group_norm(&Array4 { data: x.to_vec(), dims }, 3, w, b, 1e-5).data, &r)
     };
     let want = finite_difference(&xv, H, |x| loss(x, &wv, &bv));
     assert_close("group norm dx", dx.as_slice(), &want, GRADIENT);
@@ -290,25 +206,13 @@ fn relu_matches_reference_and_finite_difference() {
     let x = away_from_zero("relu.x", dims);
     let mut y = Tensor4::default();
     Relu.forward(&x, &mut y);
-    assert_close(
-        "relu forward",
-        y.as_slice(),
-        &reference::relu(&a4(&x)).data,
-        FORWARD,
-    );
+    assert_close("relu forward", y.as_slice(), &reference::relu(&a4(&x)).data, FORWARD);
     let dy = random_tensor("relu.dy", dims, -1.0, 1.0);
     let r = widen(dy.as_slice());
     let mut dx = Tensor4::default();
     Relu.backward(&y, &dy, GradOut::Write(&mut dx)).unwrap();
     let want = finite_difference(&widen(x.as_slice()), H, |x| {
-        dot(
-            &reference::relu(&Array4 {
-                data: x.to_vec(),
-                dims,
-            })
-            .data,
-            &r,
-        )
+        dot(&reference::relu(&Array4 { data: x.to_vec(), dims }).data, &r)
     });
     assert_close("relu dx", dx.as_slice(), &want, GRADIENT);
 }
@@ -324,11 +228,7 @@ fn relu_keeps_nan() {
 
 #[test]
 fn max_pool_matches_reference_and_finite_difference() {
-    for (k, s, p, dims) in [
-        (3, 2, 1, [2, 3, 9, 8]),
-        (2, 2, 0, [1, 2, 7, 6]),
-        (3, 1, 1, [1, 2, 5, 5]),
-    ] {
+    for (k, s, p, dims) in [(3, 2, 1, [2, 3, 9, 8]), (2, 2, 0, [1, 2, 7, 6]), (3, 1, 1, [1, 2, 5, 5])] {
         let mut pool = MaxPool2d::new(k, s, p).unwrap();
         let x = random_tensor(&format!("pool.x{k}{s}{p}"), dims, -1.0, 1.0);
         let mut y = Tensor4::default();
@@ -341,36 +241,15 @@ fn max_pool_matches_reference_and_finite_difference() {
         let mut dx = Tensor4::default();
         pool.backward(&dy, GradOut::Write(&mut dx)).unwrap();
         let want = finite_difference(&widen(x.as_slice()), H, |x| {
-            dot(
-                &reference::max_pool2d(
-                    &Array4 {
-                        data: x.to_vec(),
-                        dims,
-                    },
-                    k,
-                    s,
-                    p,
-                )
-                .data,
-                &r,
-            )
+            dot(&reference::max_pool2d(&Array4 { data: x.to_vec(), dims }, k, s, p).data, &r)
         });
-        assert_close(
-            &format!("max pool {k}/{s}/{p} dx"),
-            dx.as_slice(),
-            &want,
-            GRADIENT,
-        );
+        assert_close(&format!("max pool {k}/{s}/{p} dx"), dx.as_slice(), &want, GRADIENT);
     }
 }
 
 #[test]
 fn upsample_matches_reference_and_finite_difference() {
-    for (dims, size) in [
-        ([2, 3, 3, 4], [5, 7]),
-        ([1, 2, 3, 4], [6, 8]),
-        ([1, 2, 4, 4], [4, 4]),
-    ] {
+    for (dims, size) in [([2, 3, 3, 4], [5, 7]), ([1, 2, 3, 4], [6, 8]), ([1, 2, 4, 4], [4, 4])] {
         let x = random_tensor("up.x", dims, -1.0, 1.0);
         let mut y = Tensor4::default();
         UpsampleNearest.forward(&x, size, &mut y, false).unwrap();
@@ -384,21 +263,9 @@ fn upsample_matches_reference_and_finite_difference() {
         let dy = random_tensor("up.dy", y.dims(), -1.0, 1.0);
         let r = widen(dy.as_slice());
         let mut dx = Tensor4::default();
-        UpsampleNearest
-            .backward(&dy, dims, GradOut::Write(&mut dx))
-            .unwrap();
+        UpsampleNearest.backward(&dy, dims, GradOut::Write(&mut dx)).unwrap();
         let want = finite_difference(&widen(x.as_slice()), H, |x| {
-            dot(
-                &reference::upsample_nearest(
-                    &Array4 {
-                        data: x.to_vec(),
-                        dims,
-                    },
-                    size,
-                )
-                .data,
-                &r,
-            )
+            dot(&reference::upsample_nearest(&Array4 { data: x.to_vec(), dims }, size).data, &r)
         });
         assert_close("upsample dx", dx.as_slice(), &want, GRADIENT);
     }
@@ -411,12 +278,7 @@ fn add_matches_reference_and_finite_difference() {
     let b = random_tensor("add.b", dims, -1.0, 1.0);
     let mut y = Tensor4::default();
     layers::add(&a, &b, &mut y).unwrap();
-    assert_close(
-        "add forward",
-        y.as_slice(),
-        &reference::add(&a4(&a), &a4(&b)).data,
-        FORWARD,
-    );
+    assert_close("add forward", y.as_slice(), &reference::add(&a4(&a), &a4(&b)).data, FORWARD);
     let mut y2 = a.clone();
     layers::add_inplace(&mut y2, &b).unwrap();
     assert_eq!(y, y2);
@@ -427,20 +289,7 @@ fn add_matches_reference_and_finite_difference() {
     layers::add_backward(&dy, GradOut::Write(&mut da), GradOut::Accumulate(&mut db)).unwrap();
     let bv = widen(b.as_slice());
     let want_da = finite_difference(&widen(a.as_slice()), H, |a| {
-        dot(
-            &reference::add(
-                &Array4 {
-                    data: a.to_vec(),
-                    dims,
-                },
-                &Array4 {
-                    data: bv.clone(),
-                    dims,
-                },
-            )
-            .data,
-            &r,
-        )
+        dot(&reference::add(&Array4 { data: a.to_vec(), dims }, &Array4 { data: bv.clone(), dims }).data, &r)
     });
     assert_close("add da", da.as_slice(), &want_da, GRADIENT);
     let want_db: Vec<f64> = want_da.iter().zip(&bv).map(|(g, b)| g + b).collect();
@@ -457,23 +306,14 @@ fn mismatched_shapes_are_errors() {
     assert!(conv.backward(&x, &wrong_dy, GradOut::Skip).is_err());
     let mut small = Tensor4::zeros([1, 3, 4, 4]);
     let dy = Tensor4::zeros([1, 4, 6, 6]);
-    assert!(
-        conv.backward(&x, &dy, GradOut::Accumulate(&mut small))
-            .is_err()
-    );
+    assert!(conv.backward(&x, &dy, GradOut::Accumulate(&mut small)).is_err());
     assert!(GroupNorm::new(4, 6).is_err());
     let mut gn = GroupNorm::new(2, 4).unwrap();
     let x = Tensor4::zeros([1, 4, 2, 2]);
-    assert!(
-        gn.backward(&x, &x, GradOut::Skip).is_err(),
-        "backward before forward"
-    );
+    assert!(gn.backward(&x, &x, GradOut::Skip).is_err(), "backward before forward");
     assert!(MaxPool2d::new(3, 2, 2).is_err());
     let pool = MaxPool2d::new(3, 2, 1).unwrap();
-    assert!(
-        pool.backward(&x, GradOut::Skip).is_err(),
-        "backward before forward"
-    );
+    assert!(pool.backward(&x, GradOut::Skip).is_err(), "backward before forward");
     let a = Tensor4::zeros([1, 2, 3, 3]);
     assert!(layers::add(&a, &x, &mut Tensor4::default()).is_err());
 }

@@ -19,10 +19,7 @@ fn sgd_trajectories_equal_pytorch() {
     let f = Fixture::open("sgd.safetensors");
     let cases = [
         ("momentum", Sgd::new(0.1, 0.9, 1e-2).unwrap()),
-        (
-            "nesterov",
-            Sgd::new(0.05, 0.8, 1e-3).unwrap().nesterov().unwrap(),
-        ),
+        ("nesterov", Sgd::new(0.05, 0.8, 1e-3).unwrap().nesterov().unwrap()),
         ("plain", Sgd::new(0.2, 0.0, 1e-2).unwrap()),
     ];
     for (name, mut sgd) in cases {
@@ -31,12 +28,7 @@ fn sgd_trajectories_equal_pytorch() {
             model.weight.grad = f.values(&format!("grad{step}"));
             sgd.step(&mut model).unwrap();
             let want = f.values(&format!("{name}.step{step}"));
-            assert_close_f32(
-                &format!("{name} step {step}"),
-                &model.weight.value,
-                &want,
-                SGD_TOL,
-            );
+            assert_close_f32(&format!("{name} step {step}"), &model.weight.value, &want, SGD_TOL);
         }
     }
 }
@@ -50,10 +42,7 @@ fn sgd_rejects_bad_hyper_parameters_and_changed_models() {
     let mut small = one_param(vec![1.0; 3]);
     sgd.step(&mut small).unwrap();
     let mut big = one_param(vec![1.0; 4]);
-    assert!(matches!(
-        sgd.step(&mut big),
-        Err(NetError::OptimizerState(_))
-    ));
+    assert!(matches!(sgd.step(&mut big), Err(NetError::OptimizerState(_))));
     small.weight.set_trainable(false);
     assert!(sgd.step(&mut small).is_err());
     assert_eq!(small.num_trainable(), 0);

@@ -4,10 +4,7 @@
 mod common;
 
 use common::{FORWARD, Fixture, GRADIENT, assert_close_f32};
-use fpn_net::{
-    Conv2d, Conv2dConfig, FrozenBatchNorm2d, GradOut, GroupNorm, MaxPool2d, Relu, Tensor4,
-    UpsampleNearest,
-};
+use fpn_net::{Conv2d, Conv2dConfig, FrozenBatchNorm2d, GradOut, GroupNorm, MaxPool2d, Relu, Tensor4, UpsampleNearest};
 
 const CONV_CASES: [&str; 7] = [
     "conv_3x3_s1_p1_bias",
@@ -27,11 +24,7 @@ fn layers() -> Fixture {
 fn conv2d_equals_pytorch_forward_and_autograd() {
     let f = layers();
     for case in CONV_CASES {
-        let c: Vec<usize> = f
-            .i64(&format!("{case}.config"))
-            .iter()
-            .map(|&v| v as usize)
-            .collect();
+        let c: Vec<usize> = f.i64(&format!("{case}.config")).iter().map(|&v| v as usize).collect();
         let cfg = Conv2dConfig {
             in_channels: c[0],
             out_channels: c[1],
@@ -56,12 +49,7 @@ fn conv2d_equals_pytorch_forward_and_autograd() {
         let dy = f.t4(&format!("{case}.dy"));
         let mut dx = Tensor4::default();
         conv.backward(&x, &dy, GradOut::Write(&mut dx)).unwrap();
-        assert_close_f32(
-            &format!("{case} dx"),
-            dx.as_slice(),
-            &f.values(&format!("{case}.dx")),
-            GRADIENT,
-        );
+        assert_close_f32(&format!("{case} dx"), dx.as_slice(), &f.values(&format!("{case}.dx")), GRADIENT);
         assert_close_f32(
             &format!("{case} dweight"),
             &conv.weight.grad,
@@ -69,12 +57,7 @@ fn conv2d_equals_pytorch_forward_and_autograd() {
             GRADIENT,
         );
         if let Some(b) = &conv.bias {
-            assert_close_f32(
-                &format!("{case} dbias"),
-                &b.grad,
-                &f.values(&format!("{case}.dbias")),
-                GRADIENT,
-            );
+            assert_close_f32(&format!("{case} dbias"), &b.grad, &f.values(&format!("{case}.dbias")), GRADIENT);
         }
     }
 }
@@ -90,21 +73,10 @@ fn frozen_batch_norm_equals_torchvision() {
     bn.running_var.value = f.values("frozen_bn.running_var");
     let mut y = Tensor4::default();
     bn.forward(&x, &mut y).unwrap();
-    assert_close_f32(
-        "frozen bn y",
-        y.as_slice(),
-        &f.values("frozen_bn.y"),
-        FORWARD,
-    );
+    assert_close_f32("frozen bn y", y.as_slice(), &f.values("frozen_bn.y"), FORWARD);
     let mut dx = Tensor4::default();
-    bn.backward(&f.t4("frozen_bn.dy"), GradOut::Write(&mut dx))
-        .unwrap();
-    assert_close_f32(
-        "frozen bn dx",
-        dx.as_slice(),
-        &f.values("frozen_bn.dx"),
-        GRADIENT,
-    );
+    bn.backward(&f.t4("frozen_bn.dy"), GradOut::Write(&mut dx)).unwrap();
+    assert_close_f32("frozen bn dx", dx.as_slice(), &f.values("frozen_bn.dx"), GRADIENT);
 }
 
 #[test]
@@ -116,33 +88,12 @@ fn group_norm_equals_pytorch_forward_and_autograd() {
     gn.bias.value = f.values("group_norm.bias");
     let mut y = Tensor4::default();
     gn.forward(&x, &mut y).unwrap();
-    assert_close_f32(
-        "group norm y",
-        y.as_slice(),
-        &f.values("group_norm.y"),
-        FORWARD,
-    );
+    assert_close_f32("group norm y", y.as_slice(), &f.values("group_norm.y"), FORWARD);
     let mut dx = Tensor4::default();
-    gn.backward(&x, &f.t4("group_norm.dy"), GradOut::Write(&mut dx))
-        .unwrap();
-    assert_close_f32(
-        "group norm dx",
-        dx.as_slice(),
-        &f.values("group_norm.dx"),
-        GRADIENT,
-    );
-    assert_close_f32(
-        "group norm dweight",
-        &gn.weight.grad,
-        &f.values("group_norm.dweight"),
-        GRADIENT,
-    );
-    assert_close_f32(
-        "group norm dbias",
-        &gn.bias.grad,
-        &f.values("group_norm.dbias"),
-        GRADIENT,
-    );
+    gn.backward(&x, &f.t4("group_norm.dy"), GradOut::Write(&mut dx)).unwrap();
+    assert_close_f32("group norm dx", dx.as_slice(), &f.values("group_norm.dx"), GRADIENT);
+    assert_close_f32("group norm dweight", &gn.weight.grad, &f.values("group_norm.dweight"), GRADIENT);
+    assert_close_f32("group norm dbias", &gn.bias.grad, &f.values("group_norm.dbias"), GRADIENT);
 }
 
 #[test]
@@ -153,8 +104,7 @@ fn relu_equals_pytorch_forward_and_autograd() {
     Relu.forward(&x, &mut y);
     assert_close_f32("relu y", y.as_slice(), &f.values("relu.y"), FORWARD);
     let mut dx = Tensor4::default();
-    Relu.backward(&y, &f.t4("relu.dy"), GradOut::Write(&mut dx))
-        .unwrap();
+    Relu.backward(&y, &f.t4("relu.dy"), GradOut::Write(&mut dx)).unwrap();
     assert_close_f32("relu dx", dx.as_slice(), &f.values("relu.dx"), GRADIENT);
 }
 
@@ -166,53 +116,23 @@ fn max_pool_equals_pytorch_forward_and_autograd() {
         let x = f.t4(&format!("{case}.x"));
         let mut y = Tensor4::default();
         pool.forward(&x, &mut y).unwrap();
-        assert_close_f32(
-            &format!("{case} y"),
-            y.as_slice(),
-            &f.values(&format!("{case}.y")),
-            FORWARD,
-        );
+        assert_close_f32(&format!("{case} y"), y.as_slice(), &f.values(&format!("{case}.y")), FORWARD);
         let mut dx = Tensor4::default();
-        pool.backward(&f.t4(&format!("{case}.dy")), GradOut::Write(&mut dx))
-            .unwrap();
-        assert_close_f32(
-            &format!("{case} dx"),
-            dx.as_slice(),
-            &f.values(&format!("{case}.dx")),
-            GRADIENT,
-        );
+        pool.backward(&f.t4(&format!("{case}.dy")), GradOut::Write(&mut dx)).unwrap();
+        assert_close_f32(&format!("{case} dx"), dx.as_slice(), &f.values(&format!("{case}.dx")), GRADIENT);
     }
 }
 
 #[test]
 fn upsample_equals_pytorch_forward_and_autograd() {
     let f = layers();
-    for (case, size) in [
-        ("upsample_3x4_to_5x7", [5, 7]),
-        ("upsample_3x4_to_6x8", [6, 8]),
-    ] {
+    for (case, size) in [("upsample_3x4_to_5x7", [5, 7]), ("upsample_3x4_to_6x8", [6, 8])] {
         let x = f.t4(&format!("{case}.x"));
         let mut y = Tensor4::default();
         UpsampleNearest.forward(&x, size, &mut y, false).unwrap();
-        assert_close_f32(
-            &format!("{case} y"),
-            y.as_slice(),
-            &f.values(&format!("{case}.y")),
-            FORWARD,
-        );
+        assert_close_f32(&format!("{case} y"), y.as_slice(), &f.values(&format!("{case}.y")), FORWARD);
         let mut dx = Tensor4::default();
-        UpsampleNearest
-            .backward(
-                &f.t4(&format!("{case}.dy")),
-                x.dims(),
-                GradOut::Write(&mut dx),
-            )
-            .unwrap();
-        assert_close_f32(
-            &format!("{case} dx"),
-            dx.as_slice(),
-            &f.values(&format!("{case}.dx")),
-            GRADIENT,
-        );
+        UpsampleNearest.backward(&f.t4(&format!("{case}.dy")), x.dims(), GradOut::Write(&mut dx)).unwrap();
+        assert_close_f32(&format!("{case} dx"), dx.as_slice(), &f.values(&format!("{case}.dx")), GRADIENT);
     }
 }

@@ -7,6 +7,7 @@
 //! a named reference row of the same group and shape.
 
 pub mod focal;
+pub mod fpn;
 
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -227,6 +228,9 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut all = Vec::new();
     if opts.wants("focal") {
         all.extend(focal::run(&opts)?);
+    }
+    if opts.wants("fpn") {
+        all.extend(fpn::run(&opts)?);
     }
     if let Some(path) = &opts.json {
         let json = serde_json::Value::Array(all.iter().map(Row::to_json).collect());

@@ -11,13 +11,7 @@ use crate::tensor::{Tensor4, check_same};
 pub fn add(a: &Tensor4, b: &Tensor4, y: &mut Tensor4) -> Result<()> {
     check_same("add: b", a, b)?;
     y.reshape_for(a.dims());
-    zip_elementwise(
-        a.as_slice(),
-        b.as_slice(),
-        y.as_mut_slice(),
-        false,
-        |a, b| a + b,
-    );
+    zip_elementwise(a.as_slice(), b.as_slice(), y.as_mut_slice(), false, |a, b| a + b);
     Ok(())
 }
 

@@ -51,14 +51,8 @@ impl FrozenBatchNorm2d {
             .zip(&self.running_var.value)
             .map(|(&w, &v)| w * (1.0 / (v + self.eps).sqrt()))
             .collect();
-        let shift = self
-            .bias
-            .value
-            .iter()
-            .zip(&self.running_mean.value)
-            .zip(&scale)
-            .map(|((&b, &m), &s)| b - m * s)
-            .collect();
+        let shift =
+            self.bias.value.iter().zip(&self.running_mean.value).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
         (scale, shift)
     }
 
@@ -100,11 +94,7 @@ impl FrozenBatchNorm2d {
     /// [`NetError::Shape`] when `dy` has another number of channels or an `Accumulate` target
     /// has another shape.
     pub fn backward(&self, dy: &Tensor4, mut dx: GradOut<'_>) -> Result<()> {
-        check_nchw(
-            "frozen batch norm output gradient",
-            dy,
-            Some(self.channels()),
-        )?;
+        check_nchw("frozen batch norm output gradient", dy, Some(self.channels()))?;
         let (scale, _) = self.scale_shift();
         if let Some((dx, acc)) = dx.prepare("frozen batch norm input gradient", dy.dims(), false)? {
             zip_planes_mut(dy, dx, |c, g, d| {
@@ -122,11 +112,7 @@ impl FrozenBatchNorm2d {
     /// # Errors
     /// [`NetError::Shape`] when the shapes disagree.
     pub fn backward_inplace(&self, dy: &mut Tensor4, relu_out: Option<&Tensor4>) -> Result<()> {
-        check_nchw(
-            "frozen batch norm output gradient",
-            dy,
-            Some(self.channels()),
-        )?;
+        check_nchw("frozen batch norm output gradient", dy, Some(self.channels()))?;
         let (scale, _) = self.scale_shift();
         match relu_out {
             Some(out) => {

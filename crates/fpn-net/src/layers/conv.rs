@@ -97,10 +97,7 @@ impl Conv2dConfig {
                         "[N, {}, H, W] with N > 0 and H, W + 2 * padding {:?} >= dilated kernel {:?}",
                         self.in_channels,
                         self.padding,
-                        [
-                            self.dilation[0] * (self.kernel[0] - 1) + 1,
-                            self.dilation[1] * (self.kernel[1] - 1) + 1
-                        ]
+                        [self.dilation[0] * (self.kernel[0] - 1) + 1, self.dilation[1] * (self.kernel[1] - 1) + 1]
                     ),
                     got: dims.to_vec(),
                 });
@@ -149,10 +146,7 @@ impl Conv2d {
             ));
         }
         Ok(Conv2d {
-            weight: Param::zeros(
-                &[c.out_channels, c.in_channels, c.kernel[0], c.kernel[1]],
-                true,
-            ),
+            weight: Param::zeros(&[c.out_channels, c.in_channels, c.kernel[0], c.kernel[1]], true),
             bias: c.bias.then(|| Param::zeros(&[c.out_channels], true)),
             config,
             col: Vec::new(),
@@ -179,11 +173,7 @@ impl Conv2d {
     pub fn forward(&mut self, x: &Tensor4, y: &mut Tensor4) -> Result<()> {
         let bias = self.bias.take();
         let epilogue = match &bias {
-            Some(b) => Epilogue::Affine {
-                scale: None,
-                shift: &b.value,
-                relu: false,
-            },
+            Some(b) => Epilogue::Affine { scale: None, shift: &b.value, relu: false },
             None => Epilogue::None,
         };
         let result = self.forward_with(x, y, epilogue);
@@ -194,12 +184,7 @@ impl Conv2d {
     /// `y = epilogue(conv(x))`, the epilogue applied per output channel while each tile of
     /// the output is still in cache (a frozen batch norm and ReLU after a bias-free
     /// convolution, in ResNet). The layer's own bias is not added here.
-    pub(crate) fn forward_with(
-        &mut self,
-        x: &Tensor4,
-        y: &mut Tensor4,
-        epilogue: Epilogue<'_>,
-    ) -> Result<()> {
+    pub(crate) fn forward_with(&mut self, x: &Tensor4, y: &mut Tensor4, epilogue: Epilogue<'_>) -> Result<()> {
         let out_dims = self.config.output_dims(x.dims())?;
         y.reshape_for(out_dims);
         let cfg = self.config;
@@ -213,25 +198,13 @@ impl Conv2d {
                 let oy1 = (oy0 + rows_per_tile).min(ho);
                 let (c0, cols) = (oy0 * wo, (oy1 - oy0) * wo);
                 let rhs = if cfg.is_pointwise() {
-                    MatRef {
-                        data: &x.image(n)[c0..],
-                        rows: k,
-                        cols,
-                        rs: hw_out,
-                        cs: 1,
-                    }
+                    MatRef { data: &x.image(n)[c0..], rows: k, cols, rs: hw_out, cs: 1 }
                 } else {
                     self.col.resize(k * cols, 0.0);
                     im2col(&cfg, x, n, out_dims, oy0..oy1, &mut self.col);
                     MatRef::row_major(&self.col, k, cols)
                 };
-                matmul(
-                    &mut y_n[c0..],
-                    hw_out,
-                    false,
-                    MatRef::row_major(&self.weight.value, o, k),
-                    rhs,
-                );
+                matmul(&mut y_n[c0..], hw_out, false, MatRef::row_major(&self.weight.value, o, k), rhs);
                 epilogue.apply(y_n, hw_out, c0..c0 + cols);
             }
         }
@@ -278,22 +251,10 @@ impl Conv2d {
             for oy0 in (0..ho).step_by(rows_per_tile) {
                 let oy1 = (oy0 + rows_per_tile).min(ho);
                 let (c0, cols) = (oy0 * wo, (oy1 - oy0) * wo);
-                let dy_tile = MatRef {
-                    data: &dy_image(n)[c0..],
-                    rows: o,
-                    cols,
-                    rs: hw_out,
-                    cs: 1,
-                };
+                let dy_tile = MatRef { data: &dy_image(n)[c0..], rows: o, cols, rs: hw_out, cs: 1 };
                 if want_dw {
                     let col: MatRef<'_> = if pointwise {
-                        MatRef {
-                            data: &x.image(n)[c0..],
-                            rows: cols,
-                            cols: k,
-                            rs: 1,
-                            cs: hw_out,
-                        }
+                        MatRef { data: &x.image(n)[c0..], rows: cols, cols: k, rs: 1, cs: hw_out }
                     } else {
                         self.col.resize(k * cols, 0.0);
                         im2col(&cfg, x, n, out_dims, oy0..oy1, &mut self.col);
@@ -324,11 +285,7 @@ pub(crate) enum Epilogue<'a> {
     /// The product as it is.
     None,
     /// `v * scale[c] + shift[c]` (scale 1 when absent), then ReLU when asked.
-    Affine {
-        scale: Option<&'a [f32]>,
-        shift: &'a [f32],
-        relu: bool,
-    },
+    Affine { scale: Option<&'a [f32]>, shift: &'a [f32], relu: bool },
 }
 
 impl Epilogue<'_> {
@@ -337,16 +294,15 @@ impl Epilogue<'_> {
         let Epilogue::Affine { scale, shift, relu } = *self else {
             return;
         };
-        y_n.par_chunks_mut(row_len.max(1))
-            .with_min_len((4096 / cols.len().max(1)).max(1))
-            .enumerate()
-            .for_each(|(c, row)| {
+        y_n.par_chunks_mut(row_len.max(1)).with_min_len((4096 / cols.len().max(1)).max(1)).enumerate().for_each(
+            |(c, row)| {
                 let (a, b) = (scale.map_or(1.0, |s| s[c]), shift[c]);
                 for v in &mut row[cols.clone()] {
                     let z = *v * a + b;
                     *v = if relu { super::relu::relu(z) } else { z };
                 }
-            });
+            },
+        );
     }
 }
 
@@ -383,17 +339,9 @@ impl Module for Conv2d {
 /// The output positions `o < out_len` whose input index `o * stride + offset` lies in
 /// `[0, in_len)`: a half-open range.
 fn valid_range(offset: isize, stride: usize, in_len: usize, out_len: usize) -> (usize, usize) {
-    let lo = if offset >= 0 {
-        0
-    } else {
-        offset.unsigned_abs().div_ceil(stride)
-    };
+    let lo = if offset >= 0 { 0 } else { offset.unsigned_abs().div_ceil(stride) };
     let limit = in_len as isize - offset;
-    let hi = if limit <= 0 {
-        0
-    } else {
-        (limit as usize).div_ceil(stride)
-    };
+    let hi = if limit <= 0 { 0 } else { (limit as usize).div_ceil(stride) };
     let lo = lo.min(out_len);
     (lo, hi.clamp(lo, out_len))
 }
@@ -423,42 +371,34 @@ fn im2col(
     let ho = rows.len();
     let rows_per_channel = cfg.kernel[0] * cfg.kernel[1];
     let [sy, sx] = cfg.stride;
-    col.par_chunks_mut(rows_per_channel * ho * wo)
-        .enumerate()
-        .for_each(|(c, block)| {
-            let plane = x.plane(n, c);
-            for (r, row) in block.chunks_mut(ho * wo).enumerate() {
-                let (off_y, off_x) = kernel_offsets(cfg, r);
-                let (y_lo, y_hi) = valid_range(off_y, sy, h, out_h);
-                let (y_lo, y_hi) = (
-                    y_lo.clamp(rows.start, rows.end),
-                    y_hi.clamp(rows.start, rows.end),
-                );
-                let (x_lo, x_hi) = valid_range(off_x, sx, w, wo);
-                row[..(y_lo - rows.start) * wo].fill(0.0);
-                row[(y_hi - rows.start) * wo..].fill(0.0);
-                for oy in y_lo..y_hi {
-                    let iy = (oy * sy) as isize + off_y;
-                    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                    let local = oy - rows.start;
-                    let dst = &mut row[local * wo..(local + 1) * wo];
-                    dst[..x_lo].fill(0.0);
-                    dst[x_hi..].fill(0.0);
-                    let first = (x_lo * sx) as isize + off_x;
-                    let first = first as usize;
-                    if sx == 1 {
-                        dst[x_lo..x_hi].copy_from_slice(&src[first..first + (x_hi - x_lo)]);
-                    } else {
-                        for (d, s) in dst[x_lo..x_hi]
-                            .iter_mut()
-                            .zip(src[first..].iter().step_by(sx))
-                        {
-                            *d = *s;
-                        }
+    col.par_chunks_mut(rows_per_channel * ho * wo).enumerate().for_each(|(c, block)| {
+        let plane = x.plane(n, c);
+        for (r, row) in block.chunks_mut(ho * wo).enumerate() {
+            let (off_y, off_x) = kernel_offsets(cfg, r);
+            let (y_lo, y_hi) = valid_range(off_y, sy, h, out_h);
+            let (y_lo, y_hi) = (y_lo.clamp(rows.start, rows.end), y_hi.clamp(rows.start, rows.end));
+            let (x_lo, x_hi) = valid_range(off_x, sx, w, wo);
+            row[..(y_lo - rows.start) * wo].fill(0.0);
+            row[(y_hi - rows.start) * wo..].fill(0.0);
+            for oy in y_lo..y_hi {
+                let iy = (oy * sy) as isize + off_y;
+                let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                let local = oy - rows.start;
+                let dst = &mut row[local * wo..(local + 1) * wo];
+                dst[..x_lo].fill(0.0);
+                dst[x_hi..].fill(0.0);
+                let first = (x_lo * sx) as isize + off_x;
+                let first = first as usize;
+                if sx == 1 {
+                    dst[x_lo..x_hi].copy_from_slice(&src[first..first + (x_hi - x_lo)]);
+                } else {
+                    for (d, s) in dst[x_lo..x_hi].iter_mut().zip(src[first..].iter().step_by(sx)) {
+                        *d = *s;
                     }
                 }
             }
-        });
+        }
+    });
 }
 
 /// Folds `col` (`[I*kh*kw, rows * Wo]`, output rows `rows`) back onto one image gradient
@@ -477,35 +417,30 @@ fn col2im(
     let ho = rows.len();
     let rows_per_channel = cfg.kernel[0] * cfg.kernel[1];
     let [sy, sx] = cfg.stride;
-    dx_n.par_chunks_mut(h * w)
-        .zip(col.par_chunks(rows_per_channel * ho * wo))
-        .for_each(|(plane, block)| {
-            for (r, row) in block.chunks(ho * wo).enumerate() {
-                let (off_y, off_x) = kernel_offsets(cfg, r);
-                let (y_lo, y_hi) = valid_range(off_y, sy, h, out_h);
-                let (y_lo, y_hi) = (
-                    y_lo.clamp(rows.start, rows.end),
-                    y_hi.clamp(rows.start, rows.end),
-                );
-                let (x_lo, x_hi) = valid_range(off_x, sx, w, wo);
-                for oy in y_lo..y_hi {
-                    let iy = ((oy * sy) as isize + off_y) as usize;
-                    let dst = &mut plane[iy * w..(iy + 1) * w];
-                    let local = oy - rows.start;
-                    let src = &row[local * wo + x_lo..local * wo + x_hi];
-                    let first = ((x_lo * sx) as isize + off_x) as usize;
-                    if sx == 1 {
-                        for (d, s) in dst[first..first + src.len()].iter_mut().zip(src) {
-                            *d += s;
-                        }
-                    } else {
-                        for (d, s) in dst[first..].iter_mut().step_by(sx).zip(src) {
-                            *d += s;
-                        }
+    dx_n.par_chunks_mut(h * w).zip(col.par_chunks(rows_per_channel * ho * wo)).for_each(|(plane, block)| {
+        for (r, row) in block.chunks(ho * wo).enumerate() {
+            let (off_y, off_x) = kernel_offsets(cfg, r);
+            let (y_lo, y_hi) = valid_range(off_y, sy, h, out_h);
+            let (y_lo, y_hi) = (y_lo.clamp(rows.start, rows.end), y_hi.clamp(rows.start, rows.end));
+            let (x_lo, x_hi) = valid_range(off_x, sx, w, wo);
+            for oy in y_lo..y_hi {
+                let iy = ((oy * sy) as isize + off_y) as usize;
+                let dst = &mut plane[iy * w..(iy + 1) * w];
+                let local = oy - rows.start;
+                let src = &row[local * wo + x_lo..local * wo + x_hi];
+                let first = ((x_lo * sx) as isize + off_x) as usize;
+                if sx == 1 {
+                    for (d, s) in dst[first..first + src.len()].iter_mut().zip(src) {
+                        *d += s;
+                    }
+                } else {
+                    for (d, s) in dst[first..].iter_mut().step_by(sx).zip(src) {
+                        *d += s;
                     }
                 }
             }
-        });
+        }
+    });
 }
 
 #[cfg(test)]
@@ -535,10 +470,7 @@ mod tests {
         let mut conv = Conv2d::new(Conv2dConfig::new(2, 3, 5)).unwrap();
         let x = Tensor4::zeros([1, 2, 3, 3]);
         let mut y = Tensor4::default();
-        assert!(matches!(
-            conv.forward(&x, &mut y),
-            Err(NetError::Shape { .. })
-        ));
+        assert!(matches!(conv.forward(&x, &mut y), Err(NetError::Shape { .. })));
     }
 
     #[test]

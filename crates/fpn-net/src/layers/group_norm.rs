@@ -69,8 +69,7 @@ impl GroupNorm {
             .enumerate()
             .map(|(i, (dst, src))| {
                 let mean = src.iter().map(|&v| v as f64).sum::<f64>() / group_len as f64;
-                let var =
-                    src.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / group_len as f64;
+                let var = src.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / group_len as f64;
                 let rstd = 1.0 / (var + eps).sqrt();
                 let first_c = (i % self.num_groups) * cpg;
                 for (j, (d, s)) in dst.chunks_mut(plane).zip(src.chunks(plane)).enumerate() {
@@ -151,11 +150,8 @@ impl GroupNorm {
                     }
                     let mean_g = sum_g / group_len as f64;
                     let mean_gx = sum_gx / group_len as f64;
-                    for (j, ((dp, xp), gp)) in dxs
-                        .chunks_mut(plane)
-                        .zip(xs.chunks(plane))
-                        .zip(gs.chunks(plane))
-                        .enumerate()
+                    for (j, ((dp, xp), gp)) in
+                        dxs.chunks_mut(plane).zip(xs.chunks(plane)).zip(gs.chunks(plane)).enumerate()
                     {
                         let wc = w[first_c + j] as f64;
                         for ((d, &xv), &g) in dp.iter_mut().zip(xp).zip(gp) {

@@ -34,14 +34,7 @@ impl MaxPool2d {
                 format!("kernel {kernel}, stride {stride} > 0 and padding {padding} <= kernel / 2"),
             ));
         }
-        Ok(MaxPool2d {
-            kernel,
-            stride,
-            padding,
-            argmax: Vec::new(),
-            in_dims: [0; 4],
-            out_dims: [0; 4],
-        })
+        Ok(MaxPool2d { kernel, stride, padding, argmax: Vec::new(), in_dims: [0; 4], out_dims: [0; 4] })
     }
 
     /// The output shape for an input of `dims`.
@@ -50,11 +43,7 @@ impl MaxPool2d {
     /// [`NetError::Shape`] when the padded input is smaller than the kernel.
     pub fn output_dims(&self, dims: [usize; 4]) -> Result<[usize; 4]> {
         let [n, c, h, w] = dims;
-        let out = |len: usize| {
-            (len + 2 * self.padding)
-                .checked_sub(self.kernel)
-                .map(|s| s / self.stride + 1)
-        };
+        let out = |len: usize| (len + 2 * self.padding).checked_sub(self.kernel).map(|s| s / self.stride + 1);
         match (out(h), out(w)) {
             (Some(ho), Some(wo)) if n * c * h * w > 0 && ho * wo > 0 => Ok([n, c, ho, wo]),
             _ => Err(NetError::Shape {

@@ -106,11 +106,7 @@ pub(crate) fn for_each_plane_mut(t: &mut Tensor4, f: impl Fn(usize, &mut [f32]) 
 }
 
 /// Applies `f(channel, src_plane, dst_plane)` to every plane pair in parallel.
-pub(crate) fn zip_planes_mut(
-    src: &Tensor4,
-    dst: &mut Tensor4,
-    f: impl Fn(usize, &[f32], &mut [f32]) + Sync + Send,
-) {
+pub(crate) fn zip_planes_mut(src: &Tensor4, dst: &mut Tensor4, f: impl Fn(usize, &[f32], &mut [f32]) + Sync + Send) {
     let c = src.c();
     let plane = src.plane_len().max(1);
     dst.as_mut_slice()
@@ -129,10 +125,8 @@ pub(crate) fn zip_elementwise(
     accumulate: bool,
     f: impl Fn(f32, f32) -> f32 + Sync + Send,
 ) {
-    dst.par_chunks_mut(MIN_TASK_ELEMS)
-        .zip(a.par_chunks(MIN_TASK_ELEMS))
-        .zip(b.par_chunks(MIN_TASK_ELEMS))
-        .for_each(|((d, a), b)| {
+    dst.par_chunks_mut(MIN_TASK_ELEMS).zip(a.par_chunks(MIN_TASK_ELEMS)).zip(b.par_chunks(MIN_TASK_ELEMS)).for_each(
+        |((d, a), b)| {
             if accumulate {
                 for ((d, &a), &b) in d.iter_mut().zip(a).zip(b) {
                     *d += f(a, b);
@@ -142,16 +136,15 @@ pub(crate) fn zip_elementwise(
                     *d = f(a, b);
                 }
             }
-        });
+        },
+    );
 }
 
 /// `dst += src` in parallel chunks (equal lengths).
 pub(crate) fn add_assign(dst: &mut [f32], src: &[f32]) {
-    dst.par_chunks_mut(MIN_TASK_ELEMS)
-        .zip(src.par_chunks(MIN_TASK_ELEMS))
-        .for_each(|(d, s)| {
-            for (d, &s) in d.iter_mut().zip(s) {
-                *d += s;
-            }
-        });
+    dst.par_chunks_mut(MIN_TASK_ELEMS).zip(src.par_chunks(MIN_TASK_ELEMS)).for_each(|(d, s)| {
+        for (d, &s) in d.iter_mut().zip(s) {
+            *d += s;
+        }
+    });
 }

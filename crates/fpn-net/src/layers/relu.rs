@@ -19,13 +19,7 @@ impl Relu {
     /// `y = relu(x)`.
     pub fn forward(&self, x: &Tensor4, y: &mut Tensor4) {
         y.reshape_for(x.dims());
-        zip_elementwise(
-            x.as_slice(),
-            x.as_slice(),
-            y.as_mut_slice(),
-            false,
-            |a, _| relu(a),
-        );
+        zip_elementwise(x.as_slice(), x.as_slice(), y.as_mut_slice(), false, |a, _| relu(a));
     }
 
     /// `x = relu(x)`.
@@ -40,15 +34,7 @@ impl Relu {
     pub fn backward(&self, y: &Tensor4, dy: &Tensor4, mut dx: GradOut<'_>) -> Result<()> {
         check_same("relu output gradient", y, dy)?;
         if let Some((dx, acc)) = dx.prepare("relu input gradient", y.dims(), false)? {
-            zip_elementwise(
-                y.as_slice(),
-                dy.as_slice(),
-                dx.as_mut_slice(),
-                acc,
-                |y, g| {
-                    if y > 0.0 { g } else { 0.0 }
-                },
-            );
+            zip_elementwise(y.as_slice(), dy.as_slice(), dx.as_mut_slice(), acc, |y, g| if y > 0.0 { g } else { 0.0 });
         }
         Ok(())
     }

@@ -26,9 +26,7 @@ fn nearest_source(o: usize, in_len: usize, out_len: usize) -> usize {
 }
 
 fn source_indices(in_len: usize, out_len: usize) -> Vec<usize> {
-    (0..out_len)
-        .map(|o| nearest_source(o, in_len, out_len))
-        .collect()
+    (0..out_len).map(|o| nearest_source(o, in_len, out_len)).collect()
 }
 
 impl UpsampleNearest {
@@ -38,13 +36,7 @@ impl UpsampleNearest {
     /// # Errors
     /// [`NetError::Shape`] when a size is zero, or with `accumulate` when `y` has another
     /// batch, channel count or size.
-    pub fn forward(
-        &self,
-        x: &Tensor4,
-        size: [usize; 2],
-        y: &mut Tensor4,
-        accumulate: bool,
-    ) -> Result<()> {
+    pub fn forward(&self, x: &Tensor4, size: [usize; 2], y: &mut Tensor4, accumulate: bool) -> Result<()> {
         check_nchw("upsample input", x, None)?;
         let dims = [x.n(), x.c(), size[0], size[1]];
         if size.contains(&0) || (accumulate && y.dims() != dims) {
@@ -60,17 +52,14 @@ impl UpsampleNearest {
         let [_, _, h, w] = x.dims();
         let rows = source_indices(h, size[0]);
         let cols = source_indices(w, size[1]);
-        y.as_mut_slice()
-            .par_chunks_mut(size[0] * size[1])
-            .zip(x.as_slice().par_chunks(h * w))
-            .for_each(|(yp, xp)| {
-                for (yrow, &sy) in yp.chunks_mut(size[1]).zip(&rows) {
-                    let src = &xp[sy * w..(sy + 1) * w];
-                    for (d, &sx) in yrow.iter_mut().zip(&cols) {
-                        *d = if accumulate { *d + src[sx] } else { src[sx] };
-                    }
+        y.as_mut_slice().par_chunks_mut(size[0] * size[1]).zip(x.as_slice().par_chunks(h * w)).for_each(|(yp, xp)| {
+            for (yrow, &sy) in yp.chunks_mut(size[1]).zip(&rows) {
+                let src = &xp[sy * w..(sy + 1) * w];
+                for (d, &sx) in yrow.iter_mut().zip(&cols) {
+                    *d = if accumulate { *d + src[sx] } else { src[sx] };
                 }
-            });
+            }
+        });
         Ok(())
     }
 
@@ -93,17 +82,14 @@ impl UpsampleNearest {
         let rows = source_indices(h, ho);
         let cols = source_indices(w, wo);
         if let Some((dx, _)) = dx.prepare("upsample input gradient", in_dims, true)? {
-            dx.as_mut_slice()
-                .par_chunks_mut(h * w)
-                .zip(dy.as_slice().par_chunks(ho * wo))
-                .for_each(|(dp, gp)| {
-                    for (grow, &sy) in gp.chunks(wo).zip(&rows) {
-                        let dst = &mut dp[sy * w..(sy + 1) * w];
-                        for (&g, &sx) in grow.iter().zip(&cols) {
-                            dst[sx] += g;
-                        }
+            dx.as_mut_slice().par_chunks_mut(h * w).zip(dy.as_slice().par_chunks(ho * wo)).for_each(|(dp, gp)| {
+                for (grow, &sy) in gp.chunks(wo).zip(&rows) {
+                    let dst = &mut dp[sy * w..(sy + 1) * w];
+                    for (&g, &sx) in grow.iter().zip(&cols) {
+                        dst[sx] += g;
                     }
-                });
+                }
+            });
         }
         Ok(())
     }

@@ -86,17 +86,12 @@ impl Fixture {
 
     fn tensor(&self, key: &str) -> (Dtype, Vec<usize>, Vec<u8>) {
         let st = SafeTensors::deserialize(&self.bytes).unwrap();
-        let t = st
-            .tensor(key)
-            .unwrap_or_else(|_| panic!("fixture has no tensor {key}"));
+        let t = st.tensor(key).unwrap_or_else(|_| panic!("fixture has no tensor {key}"));
         (t.dtype(), t.shape().to_vec(), t.data().to_vec())
     }
 
     pub fn has(&self, key: &str) -> bool {
-        SafeTensors::deserialize(&self.bytes)
-            .unwrap()
-            .tensor(key)
-            .is_ok()
+        SafeTensors::deserialize(&self.bytes).unwrap().tensor(key).is_ok()
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -107,10 +102,7 @@ impl Fixture {
     pub fn f32(&self, key: &str) -> (Vec<f32>, Vec<usize>) {
         let (dtype, shape, data) = self.tensor(key);
         assert_eq!(dtype, Dtype::F32, "{key}");
-        let v = data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let v = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         (v, shape)
     }
 
@@ -121,17 +113,13 @@ impl Fixture {
     pub fn f64(&self, key: &str) -> Vec<f64> {
         let (dtype, _, data) = self.tensor(key);
         assert_eq!(dtype, Dtype::F64, "{key}");
-        data.chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-            .collect()
+        data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect()
     }
 
     pub fn i64(&self, key: &str) -> Vec<i64> {
         let (dtype, _, data) = self.tensor(key);
         assert_eq!(dtype, Dtype::I64, "{key}");
-        data.chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-            .collect()
+        data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect()
     }
 
     pub fn t4(&self, key: &str) -> Tensor4 {
