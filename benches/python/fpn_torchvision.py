@@ -5,14 +5,17 @@
 Each case is `forward:<resnet>:NxCxHxW` (inference under no_grad) or
 `train:<resnet>:NxCxHxW` (zero_grad, forward, backward of sum_l sum(P_l * dP_l) with the
 synthetic dP_l, SGD step with momentum 0.9 and weight decay 1e-4). Writes the first forward's
-P3..P7 of case i to out<i>_P<l>.f32 for xtask to compare, and prints one JSON list of rows on
-its last line.
+P3..P7 of case i to out<i>_P<l>.f32 for xtask to compare.
+
+It then serves timing rounds so that xtask can interleave them with its own (a neighbour's load
+then slows both alike): it prints `ready`, and for each line `<case> <seconds>` on stdin runs
+that case repeatedly for about that long (at least twice) and prints the JSON list of the
+seconds each call took; `quit` ends it.
 """
 
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -40,71 +43,68 @@ def build(depth):
     return model
 
 
-def timed(step, budget):
-    step()
+def samples_for(step, budget):
     samples = []
     deadline = time.perf_counter() + budget
-    while time.perf_counter() < deadline or len(samples) < 5:
+    while time.perf_counter() < deadline or len(samples) < 2:
         t0 = time.perf_counter()
         step()
         samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+    return samples
+
+
+def make_step(kind, depth, x, index, out_dir):
+    model = build(depth)
+    with torch.no_grad():
+        outputs = list(model(x).values())
+    for l, p in enumerate(outputs):
+        p.contiguous().numpy().tofile(f"{out_dir}/out{index}_P{l + 3}.f32")
+    if kind == "forward":
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                model(x)
+
+        return step
+    model.train()
+    grads = [
+        torch.from_numpy(uniform(f"dP{l + 3}", 1, p.numel(), -1.0, 1.0)).reshape(p.shape)
+        for l, p in enumerate(outputs)
+    ]
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+
+    def step():
+        opt.zero_grad()
+        out = model(x)
+        loss = sum((p * g).sum() for p, g in zip(out.values(), grads))
+        loss.backward()
+        opt.step()
+
+    return step
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
     ap.add_argument("--threads", type=int, required=True)
-    ap.add_argument("--budget", type=float, default=6.0)
     ap.add_argument("cases", nargs="+")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    rows = []
+    steps = []
     for i, case in enumerate(args.cases):
         kind, depth, shape = case.split(":")
         dims = [int(v) for v in shape.split("x")]
         x = torch.from_numpy(np.fromfile(f"{args.dir}/x{i}.f32", dtype=np.float32)).reshape(dims)
-        model = build(depth)
-        with torch.no_grad():
-            for l, p in enumerate(model(x).values()):
-                p.contiguous().numpy().tofile(f"{args.dir}/out{i}_P{l + 3}.f32")
-        if kind == "forward":
-            model.eval()
-
-            def step():
-                with torch.no_grad():
-                    model(x)
-
-            group = f"{depth}_fpn_forward"
-        else:
-            model.train()
-            with torch.no_grad():
-                shapes = [p.shape for p in model(x).values()]
-            grads = [
-                torch.from_numpy(uniform(f"dP{l + 3}", 1, int(np.prod(s)), -1.0, 1.0)).reshape(s)
-                for l, s in enumerate(shapes)
-            ]
-            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-
-            def step():
-                opt.zero_grad()
-                out = model(x)
-                loss = sum((p * g).sum() for p, g in zip(out.values(), grads))
-                loss.backward()
-                opt.step()
-
-            group = f"{depth}_fpn_train_step"
-        rows.append(
-            {
-                "group": group,
-                "impl": "torch eager",
-                "shape": shape,
-                "threads": args.threads,
-                "median_s": timed(step, args.budget),
-            }
-        )
-    print(json.dumps(rows))
+        steps.append(make_step(kind, depth, x, i, args.dir))
+    print("ready", flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] == "quit":
+            break
+        case, budget = int(words[0]), float(words[1])
+        print(json.dumps(samples_for(steps[case], budget)), flush=True)
 
 
 if __name__ == "__main__":

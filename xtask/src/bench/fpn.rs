@@ -1,11 +1,16 @@
 //! The fpn-net suite: ResNet-50-FPN inference and a ResNet-18-FPN training step beside
 //! PyTorch eager on the CPU (torchvision's `resnet_fpn_backbone`, FrozenBatchNorm2d), same
-//! inputs, same synthetic weights, same thread count, measured in one run. Before any time is
-//! shown, our P3..P7 are checked against PyTorch's on the benchmarked input itself.
+//! inputs, same synthetic weights, same thread count, measured in one run in interleaved rounds
+//! (ours, then PyTorch's, five times per case). Before any time is shown, our P3..P7 are
+//! checked against PyTorch's on the benchmarked input itself.
 
-use super::{Options, Row, measure_interleaved, print_table, python_has, run_python_rows};
+use super::{Options, Row, median, print_table, python_has};
 use anyhow::{Context, Result, ensure};
 use fpn_net::{Depth, FpnExtra, Module, ResNetFpn, Sgd, Tensor4, init};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Instant;
 
 /// One benchmarked configuration.
 struct Case {
@@ -55,84 +60,137 @@ fn worst_relative(ours: &[f32], theirs: &[f32]) -> f64 {
     ours.iter().zip(theirs).map(|(&a, &r)| (a as f64 - r as f64).abs() / (r.abs() as f64 + mean)).fold(0.0, f64::max)
 }
 
+/// The PyTorch side: a child process serving timing rounds (see the script's docstring).
+struct TorchServer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl TorchServer {
+    fn start(dir: &Path, threads: usize) -> Result<Self> {
+        let cases = CASES.iter().map(|c| {
+            format!("{}:{}:{}", if c.train { "train" } else { "forward" }, depth_name(c.depth), shape_name(c.dims))
+        });
+        let mut child = Command::new(super::python())
+            .arg(super::workspace_root().join("benches/python/fpn_torchvision.py"))
+            .args(["--dir", &dir.display().to_string(), "--threads", &threads.to_string()])
+            .args(cases)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the PyTorch baseline")?;
+        let stdin = child.stdin.take().context("baseline stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("baseline stdout")?);
+        let mut server = TorchServer { child, stdin, stdout };
+        let line = server.read_line()?;
+        ensure!(line.trim() == "ready", "PyTorch baseline did not start: {line:?}");
+        Ok(server)
+    }
+
+    fn read_line(&mut self) -> Result<String> {
+        let mut line = String::new();
+        let n = self.stdout.read_line(&mut line)?;
+        ensure!(n > 0, "the PyTorch baseline exited early");
+        Ok(line)
+    }
+
+    /// Seconds per call of `case`, run for about `budget_s`.
+    fn samples(&mut self, case: usize, budget_s: f64) -> Result<Vec<f64>> {
+        writeln!(self.stdin, "{case} {budget_s}")?;
+        self.stdin.flush()?;
+        let line = self.read_line()?;
+        let parsed: Vec<f64> = serde_json::from_str(&line).context("baseline samples")?;
+        Ok(parsed)
+    }
+}
+
+impl Drop for TorchServer {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.stdin.flush();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs the suite and prints its table.
 pub fn run(opts: &Options) -> Result<Vec<Row>> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(opts.threads).build()?;
     pool.install(|| run_in_pool(opts))
 }
 
-fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
-    let threads = opts.threads;
-    let dir = std::env::temp_dir().join(format!("fpn-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let mut rows = Vec::new();
-    let mut first_outputs: Vec<Vec<Tensor4>> = Vec::new();
-    for (i, case) in CASES.iter().enumerate() {
+/// Our network for one case, its input and the step the case times.
+struct Ours {
+    net: ResNetFpn,
+    x: Tensor4,
+    grads: Vec<Tensor4>,
+    sgd: Sgd,
+    train: bool,
+}
+
+impl Ours {
+    fn new(case: &Case) -> Result<Self> {
         let mut net = ResNetFpn::new(case.depth, FpnExtra::P6P7FromP5)?;
         init::synthetic(&mut net, 0);
         let numel = case.dims.iter().product();
         let x = Tensor4::from_vec(init::uniform("input", 0, numel, -1.0, 1.0), case.dims)?;
-        std::fs::write(dir.join(format!("x{i}.f32")), bytemuck::cast_slice(x.as_slice()))?;
-        let outputs = net.forward(&x)?.to_vec();
-        let grads = level_gradients(&outputs)?;
-        first_outputs.push(outputs);
-        let mut sgd = Sgd::new(0.01, 0.9, 1e-4)?;
-        let mut failure = None;
-        let mut step = || {
-            let result = (|| -> fpn_net::Result<()> {
-                if case.train {
-                    net.zero_grad();
-                    net.forward(&x)?;
-                    net.backward(&x, &grads)?;
-                    sgd.step(&mut net)
-                } else {
-                    net.forward(&x).map(|_| ())
-                }
-            })();
-            if let Err(e) = result {
-                failure = Some(e);
-            }
-        };
-        let median_s = measure_interleaved(&mut [&mut step], opts.budget_s())[0];
-        if let Some(e) = failure {
-            return Err(e).context(case.group);
-        }
-        rows.push(Row {
-            group: case.group.into(),
-            implementation: OURS.into(),
-            shape: shape_name(case.dims),
-            threads,
-            median_s,
-            bytes: 0.0,
-        });
+        let grads = level_gradients(net.forward(&x)?)?;
+        Ok(Ours { net, x, grads, sgd: Sgd::new(0.01, 0.9, 1e-4)?, train: case.train })
     }
 
-    if python_has("torch, torchvision") {
-        let cases: Vec<String> = CASES
-            .iter()
-            .map(|c| {
-                format!("{}:{}:{}", if c.train { "train" } else { "forward" }, depth_name(c.depth), shape_name(c.dims))
-            })
-            .collect();
-        let mut args = vec![
-            "--dir".into(),
-            dir.display().to_string(),
-            "--threads".into(),
-            threads.to_string(),
-            "--budget".into(),
-            (opts.budget_s() * 3.0).to_string(),
-        ];
-        args.extend(cases);
-        let torch_rows = run_python_rows("benches/python/fpn_torchvision.py", &args).context("PyTorch baseline")?;
+    fn step(&mut self) -> fpn_net::Result<()> {
+        if self.train {
+            self.net.zero_grad();
+            self.net.forward(&self.x)?;
+            self.net.backward(&self.x, &self.grads)?;
+            self.sgd.step(&mut self.net)
+        } else {
+            self.net.forward(&self.x).map(|_| ())
+        }
+    }
+
+    fn samples(&mut self, budget_s: f64) -> Result<Vec<f64>> {
+        let mut samples = Vec::new();
+        let start = Instant::now();
+        while start.elapsed().as_secs_f64() < budget_s || samples.len() < 2 {
+            let t = Instant::now();
+            self.step()?;
+            samples.push(t.elapsed().as_secs_f64());
+        }
+        Ok(samples)
+    }
+}
+
+fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
+    const ROUNDS: usize = 5;
+    let threads = opts.threads;
+    let dir = std::env::temp_dir().join(format!("fpn-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut ours: Vec<Ours> = CASES.iter().map(Ours::new).collect::<Result<_>>()?;
+    for (i, o) in ours.iter().enumerate() {
+        std::fs::write(dir.join(format!("x{i}.f32")), bytemuck::cast_slice(o.x.as_slice()))?;
+    }
+    let mut torch = if python_has("torch, torchvision") {
+        Some(TorchServer::start(&dir, threads)?)
+    } else {
+        println!(
+            "torch/torchvision not importable with `{}`: PyTorch rows skipped (set FOCAL_PYTHON)",
+            super::python()
+        );
+        None
+    };
+    if torch.is_some() {
         // Our outputs must equal PyTorch's on these very inputs before the times mean anything.
         for (i, case) in CASES.iter().enumerate() {
-            for (l, ours) in first_outputs[i].iter().enumerate() {
+            let Ours { net, x, .. } = &mut ours[i];
+            let levels = net.forward(x)?;
+            for (l, level) in levels.iter().enumerate() {
                 let path = dir.join(format!("out{i}_P{}.f32", l + 3));
                 let bytes = std::fs::read(&path).with_context(|| format!("reading {path:?}"))?;
                 let theirs: Vec<f32> =
                     bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-                ensure!(theirs.len() == ours.as_slice().len(), "P{} of case {i}: sizes differ", l + 3);
-                let worst = worst_relative(ours.as_slice(), &theirs);
+                ensure!(theirs.len() == level.as_slice().len(), "P{} of case {i}: sizes differ", l + 3);
+                let worst = worst_relative(level.as_slice(), &theirs);
                 println!(
                     "{} {}: P{} max |ours - torch| / (|torch| + mean|torch|) = {worst:.2e}",
                     case.group,
@@ -142,15 +200,38 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
                 ensure!(worst <= 1e-4, "P{} of {} differs from PyTorch by {worst:e}", l + 3, case.group);
             }
         }
-        rows.extend(torch_rows);
-    } else {
-        println!(
-            "torch/torchvision not importable with `{}`: PyTorch rows skipped (set FOCAL_PYTHON)",
-            super::python()
-        );
     }
+    // Interleaved rounds: ours, then PyTorch, for each case, so load from neighbours hits both.
+    let budget = opts.budget_s() * 2.0 / ROUNDS as f64;
+    let mut rows = Vec::new();
+    for (i, case) in CASES.iter().enumerate() {
+        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+        ours[i].step()?;
+        if let Some(t) = torch.as_mut() {
+            t.samples(i, 0.0)?;
+        }
+        for _ in 0..ROUNDS {
+            mine.extend(ours[i].samples(budget)?);
+            if let Some(t) = torch.as_mut() {
+                theirs.extend(t.samples(i, budget)?);
+            }
+        }
+        for (implementation, samples) in [(OURS, mine), (TORCH, theirs)] {
+            if samples.is_empty() {
+                continue;
+            }
+            rows.push(Row {
+                group: case.group.into(),
+                implementation: implementation.into(),
+                shape: shape_name(case.dims),
+                threads,
+                median_s: median(samples),
+                bytes: 0.0,
+            });
+        }
+    }
+    drop(torch);
     let _ = std::fs::remove_dir_all(&dir);
-    rows.sort_by(|a, b| (&a.group, &a.shape).cmp(&(&b.group, &b.shape)));
     print_table(&format!("ResNet-FPN backbones (P3-P7), f32, {threads} threads; GB/s not applicable"), &rows, &[TORCH]);
     Ok(rows)
 }
