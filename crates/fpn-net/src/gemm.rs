@@ -35,11 +35,18 @@ impl<'a> MatRef<'a> {
 const PARALLEL_MIN_FLOPS: usize = 1 << 18;
 
 /// `dst = lhs * rhs` (or `dst += lhs * rhs` with `accumulate`), `dst` row-major `m x n` with
-/// row stride `dst_rs`.
+/// row stride `dst_rs`, split across rayon's threads when `parallel` and large enough.
 ///
 /// Panics when the shapes disagree or a matrix reaches past its slice: callers validate
 /// user-facing shapes first, so a panic here is a bug in this crate, never bad input.
-pub(crate) fn matmul(dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: MatRef<'_>, rhs: MatRef<'_>) {
+pub(crate) fn matmul(
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: MatRef<'_>,
+    rhs: MatRef<'_>,
+    parallel: bool,
+) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert_eq!(rhs.rows, k, "matmul: inner dimensions differ");
     assert!(lhs.reach() <= lhs.data.len(), "matmul: lhs out of bounds");
@@ -57,7 +64,7 @@ pub(crate) fn matmul(dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: MatR
         return;
     }
     let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 && m * n * k >= PARALLEL_MIN_FLOPS {
+    let parallelism = if parallel && threads > 1 && m * n * k >= PARALLEL_MIN_FLOPS {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
@@ -100,7 +107,7 @@ mod tests {
         let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
         let bt: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.11).cos()).collect();
         let mut c = vec![1.0f32; m * n];
-        matmul(&mut c, n, true, MatRef::row_major(&a, m, k), MatRef::transposed(&bt, k, n));
+        matmul(&mut c, n, true, MatRef::row_major(&a, m, k), MatRef::transposed(&bt, k, n), true);
         for i in 0..m {
             for j in 0..n {
                 let want: f32 = 1.0 + (0..k).map(|l| a[i * k + l] * bt[j * k + l]).sum::<f32>();

@@ -123,7 +123,7 @@ pub struct Conv2d {
     pub weight: Param,
     /// `[O]`, when the configuration asks for a bias.
     pub bias: Option<Param>,
-    col: Vec<f32>,
+    scratch: Vec<Scratch>,
     col_tile_bytes: usize,
 }
 
@@ -149,7 +149,7 @@ impl Conv2d {
             weight: Param::zeros(&[c.out_channels, c.in_channels, c.kernel[0], c.kernel[1]], true),
             bias: c.bias.then(|| Param::zeros(&[c.out_channels], true)),
             config,
-            col: Vec::new(),
+            scratch: Vec::new(),
             col_tile_bytes: DEFAULT_COL_TILE_BYTES,
         })
     }
@@ -187,28 +187,37 @@ impl Conv2d {
     pub(crate) fn forward_with(&mut self, x: &Tensor4, y: &mut Tensor4, epilogue: Epilogue<'_>) -> Result<()> {
         let out_dims = self.config.output_dims(x.dims())?;
         y.reshape_for(out_dims);
-        let cfg = self.config;
-        let (o, k) = (cfg.out_channels, cfg.patch_len());
-        let [_, _, ho, wo] = out_dims;
-        let hw_out = ho * wo;
-        let rows_per_tile = tile_rows(&cfg, self.col_tile_bytes, k, ho, wo);
-        for n in 0..x.n() {
-            let y_n = &mut y.as_mut_slice()[n * o * hw_out..(n + 1) * o * hw_out];
-            for oy0 in (0..ho).step_by(rows_per_tile) {
-                let oy1 = (oy0 + rows_per_tile).min(ho);
-                let (c0, cols) = (oy0 * wo, (oy1 - oy0) * wo);
-                let rhs = if cfg.is_pointwise() {
-                    MatRef { data: &x.image(n)[c0..], rows: k, cols, rs: hw_out, cs: 1 }
-                } else {
-                    self.col.resize(k * cols, 0.0);
-                    im2col(&cfg, x, n, out_dims, oy0..oy1, &mut self.col);
-                    MatRef::row_major(&self.col, k, cols)
-                };
-                matmul(&mut y_n[c0..], hw_out, false, MatRef::row_major(&self.weight.value, o, k), rhs);
-                epilogue.apply(y_n, hw_out, c0..c0 + cols);
+        let plan = self.plan(out_dims);
+        let out_len = plan.o * plan.hw_out;
+        let weight = &self.weight.value;
+        if batch_parallel(x.n()) {
+            self.scratch.resize_with(x.n(), Scratch::default);
+            y.as_mut_slice()
+                .par_chunks_mut(out_len)
+                .zip(self.scratch.par_iter_mut())
+                .enumerate()
+                .for_each(|(n, (y_n, s))| plan.forward_image(weight, x, n, y_n, &mut s.col, epilogue, Threads::One));
+        } else {
+            self.scratch.resize_with(1, Scratch::default);
+            for (n, y_n) in y.as_mut_slice().chunks_mut(out_len).enumerate() {
+                plan.forward_image(weight, x, n, y_n, &mut self.scratch[0].col, epilogue, Threads::All);
             }
         }
         Ok(())
+    }
+
+    fn plan(&self, out_dims: [usize; 4]) -> Plan {
+        let cfg = self.config;
+        let k = cfg.patch_len();
+        let [_, _, ho, wo] = out_dims;
+        Plan {
+            cfg,
+            out_dims,
+            o: cfg.out_channels,
+            k,
+            hw_out: ho * wo,
+            rows_per_tile: tile_rows(&cfg, self.col_tile_bytes, k, ho, wo),
+        }
     }
 
     /// Backward: accumulates `dL/dW` (and `dL/db`) when trainable and puts `dL/dx` into `dx`.
@@ -227,55 +236,181 @@ impl Conv2d {
                 got: dy.dims().to_vec(),
             });
         }
-        let cfg = self.config;
-        let (o, k) = (cfg.out_channels, cfg.patch_len());
-        let [_, _, ho, wo] = out_dims;
-        let hw_out = ho * wo;
-        let pointwise = cfg.is_pointwise();
-        let mut dx = dx.prepare("conv2d input gradient", x.dims(), !pointwise)?;
+        let plan = self.plan(out_dims);
+        let (o, hw_out) = (plan.o, plan.hw_out);
+        let dx = dx.prepare("conv2d input gradient", x.dims(), !plan.cfg.is_pointwise())?;
         let want_dw = self.weight.trainable();
-        let dy_image = |n: usize| &dy.as_slice()[n * o * hw_out..(n + 1) * o * hw_out];
         if let Some(b) = self.bias.as_mut().filter(|b| b.trainable()) {
-            for n in 0..x.n() {
+            for dy_n in dy.as_slice().chunks(o * hw_out) {
                 b.grad
                     .par_iter_mut()
-                    .zip(dy_image(n).par_chunks(hw_out.max(1)))
+                    .zip(dy_n.par_chunks(hw_out.max(1)))
                     .for_each(|(g, row)| *g += row.iter().sum::<f32>());
             }
         }
-        let rows_per_tile = tile_rows(&cfg, self.col_tile_bytes, k, ho, wo);
         let image_len = x.image_len();
-        for n in 0..x.n() {
-            // Tiles of output rows, in a fixed order: the weight gradient sums over them in
-            // the same order whatever the thread count.
-            for oy0 in (0..ho).step_by(rows_per_tile) {
-                let oy1 = (oy0 + rows_per_tile).min(ho);
-                let (c0, cols) = (oy0 * wo, (oy1 - oy0) * wo);
-                let dy_tile = MatRef { data: &dy_image(n)[c0..], rows: o, cols, rs: hw_out, cs: 1 };
-                if want_dw {
-                    let col: MatRef<'_> = if pointwise {
-                        MatRef { data: &x.image(n)[c0..], rows: cols, cols: k, rs: 1, cs: hw_out }
-                    } else {
-                        self.col.resize(k * cols, 0.0);
-                        im2col(&cfg, x, n, out_dims, oy0..oy1, &mut self.col);
-                        MatRef::transposed(&self.col, cols, k)
-                    };
-                    matmul(&mut self.weight.grad, k, true, dy_tile, col);
+        let weight = &self.weight.value;
+        let (dx_data, accumulate) = match dx {
+            Some((t, acc)) => (Some(t.as_mut_slice()), acc),
+            None => (None, false),
+        };
+        if batch_parallel(x.n()) {
+            // One partial weight gradient per image, summed in image order below: the result
+            // does not depend on how images are spread over threads.
+            self.scratch.resize_with(x.n(), Scratch::default);
+            let mut dx_images: Vec<Option<&mut [f32]>> = match dx_data {
+                Some(d) => d.chunks_mut(image_len).map(Some).collect(),
+                None => (0..x.n()).map(|_| None).collect(),
+            };
+            self.scratch.par_iter_mut().zip(dx_images.par_iter_mut()).enumerate().for_each(|(n, (s, dx_n))| {
+                let dy_n = &dy.as_slice()[n * o * hw_out..(n + 1) * o * hw_out];
+                let dw = want_dw.then(|| {
+                    s.dw.clear();
+                    s.dw.resize(weight.len(), 0.0);
+                    &mut s.dw[..]
+                });
+                let dx_n = dx_n.as_deref_mut().map(|d| (d, accumulate));
+                plan.backward_image(weight, x, n, dy_n, dw, dx_n, &mut s.col, Threads::One);
+            });
+            if want_dw {
+                for s in &self.scratch[..x.n()] {
+                    super::add_assign(&mut self.weight.grad, &s.dw);
                 }
-                if let Some((dx, accumulate)) = dx.as_mut() {
-                    let w_t = MatRef::transposed(&self.weight.value, k, o);
-                    let dx_n = &mut dx.as_mut_slice()[n * image_len..(n + 1) * image_len];
-                    if pointwise {
-                        matmul(&mut dx_n[c0..], hw_out, *accumulate, w_t, dy_tile);
-                    } else {
-                        self.col.resize(k * cols, 0.0);
-                        matmul(&mut self.col, cols, false, w_t, dy_tile);
-                        col2im(&cfg, &self.col, x.dims(), out_dims, oy0..oy1, dx_n);
-                    }
-                }
+            }
+        } else {
+            self.scratch.resize_with(1, Scratch::default);
+            let mut dx_images: Option<std::slice::ChunksMut<'_, f32>> = dx_data.map(|d| d.chunks_mut(image_len));
+            for n in 0..x.n() {
+                let dy_n = &dy.as_slice()[n * o * hw_out..(n + 1) * o * hw_out];
+                let dw = want_dw.then_some(&mut self.weight.grad[..]);
+                let dx_n = dx_images.as_mut().and_then(|it| it.next()).map(|d| (d, accumulate));
+                plan.backward_image(weight, x, n, dy_n, dw, dx_n, &mut self.scratch[0].col, Threads::All);
             }
         }
         Ok(())
+    }
+}
+
+/// Batches of 2 to 8 images run one image per rayon task (each GEMM on one thread, no hand-off
+/// inside it); other batch sizes run image after image, each GEMM split across the threads.
+/// The choice depends on the batch size only, so results never depend on the thread count.
+fn batch_parallel(n: usize) -> bool {
+    (2..=8).contains(&n)
+}
+
+/// Per-image scratch: the unfolded tile and, in backward, the image's weight gradient.
+#[derive(Clone, Debug, Default)]
+struct Scratch {
+    col: Vec<f32>,
+    dw: Vec<f32>,
+}
+
+/// Whether one image's work may use every thread or runs on the calling one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Threads {
+    All,
+    One,
+}
+
+impl Threads {
+    /// Minimum items per rayon task: 1 lets rayon split, `usize::MAX` keeps the loop on the
+    /// calling thread.
+    fn min_len(self) -> usize {
+        match self {
+            Threads::All => 1,
+            Threads::One => usize::MAX,
+        }
+    }
+}
+
+/// The geometry of one call, shared by every image.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    cfg: Conv2dConfig,
+    out_dims: [usize; 4],
+    o: usize,
+    k: usize,
+    hw_out: usize,
+    rows_per_tile: usize,
+}
+
+impl Plan {
+    /// Output-row tiles `(first row, rows, first column, columns)`.
+    fn tiles(&self) -> impl Iterator<Item = (std::ops::Range<usize>, usize, usize)> + use<> {
+        let [_, _, ho, wo] = self.out_dims;
+        let step = self.rows_per_tile;
+        (0..ho).step_by(step).map(move |oy0| {
+            let oy1 = (oy0 + step).min(ho);
+            (oy0..oy1, oy0 * wo, (oy1 - oy0) * wo)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_image(
+        &self,
+        weight: &[f32],
+        x: &Tensor4,
+        n: usize,
+        y_n: &mut [f32],
+        col: &mut Vec<f32>,
+        epilogue: Epilogue<'_>,
+        threads: Threads,
+    ) {
+        let (o, k, hw_out) = (self.o, self.k, self.hw_out);
+        for (rows, c0, cols) in self.tiles() {
+            let rhs = if self.cfg.is_pointwise() {
+                MatRef { data: &x.image(n)[c0..], rows: k, cols, rs: hw_out, cs: 1 }
+            } else {
+                col.resize(k * cols, 0.0);
+                im2col(&self.cfg, x, n, self.out_dims, rows, col, threads);
+                MatRef::row_major(col, k, cols)
+            };
+            matmul(&mut y_n[c0..], hw_out, false, MatRef::row_major(weight, o, k), rhs, threads == Threads::All);
+            epilogue.apply(y_n, hw_out, c0..c0 + cols, threads);
+        }
+    }
+
+    /// One image's backward: `dw += dY x^T` (unfolded), `dx (+)= fold(W^T dY)`.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_image(
+        &self,
+        weight: &[f32],
+        x: &Tensor4,
+        n: usize,
+        dy_n: &[f32],
+        mut dw: Option<&mut [f32]>,
+        mut dx_n: Option<(&mut [f32], bool)>,
+        col: &mut Vec<f32>,
+        threads: Threads,
+    ) {
+        let (o, k, hw_out) = (self.o, self.k, self.hw_out);
+        let pointwise = self.cfg.is_pointwise();
+        let parallel = threads == Threads::All;
+        // Tiles in a fixed order: the weight gradient sums over them in the same order
+        // whatever the thread count.
+        for (rows, c0, cols) in self.tiles() {
+            let dy_tile = MatRef { data: &dy_n[c0..], rows: o, cols, rs: hw_out, cs: 1 };
+            if let Some(dw) = dw.as_deref_mut() {
+                let x_t = if pointwise {
+                    MatRef { data: &x.image(n)[c0..], rows: cols, cols: k, rs: 1, cs: hw_out }
+                } else {
+                    col.resize(k * cols, 0.0);
+                    im2col(&self.cfg, x, n, self.out_dims, rows.clone(), col, threads);
+                    MatRef::transposed(col, cols, k)
+                };
+                matmul(dw, k, true, dy_tile, x_t, parallel);
+            }
+            if let Some((dx_n, accumulate)) = dx_n.as_mut() {
+                let w_t = MatRef::transposed(weight, k, o);
+                if pointwise {
+                    matmul(&mut dx_n[c0..], hw_out, *accumulate, w_t, dy_tile, parallel);
+                } else {
+                    col.resize(k * cols, 0.0);
+                    matmul(col, cols, false, w_t, dy_tile, parallel);
+                    col2im(&self.cfg, col, x.dims(), self.out_dims, rows, dx_n, threads);
+                }
+            }
+        }
     }
 }
 
@@ -290,19 +425,20 @@ pub(crate) enum Epilogue<'a> {
 
 impl Epilogue<'_> {
     /// Applies the map to columns `cols` of every row (channel) of `y_n`, rows `row_len` long.
-    fn apply(&self, y_n: &mut [f32], row_len: usize, cols: std::ops::Range<usize>) {
+    fn apply(&self, y_n: &mut [f32], row_len: usize, cols: std::ops::Range<usize>, threads: Threads) {
         let Epilogue::Affine { scale, shift, relu } = *self else {
             return;
         };
-        y_n.par_chunks_mut(row_len.max(1)).with_min_len((4096 / cols.len().max(1)).max(1)).enumerate().for_each(
-            |(c, row)| {
+        y_n.par_chunks_mut(row_len.max(1))
+            .with_min_len((4096 / cols.len().max(1)).max(threads.min_len()))
+            .enumerate()
+            .for_each(|(c, row)| {
                 let (a, b) = (scale.map_or(1.0, |s| s[c]), shift[c]);
                 for v in &mut row[cols.clone()] {
                     let z = *v * a + b;
                     *v = if relu { super::relu::relu(z) } else { z };
                 }
-            },
-        );
+            });
     }
 }
 
@@ -365,40 +501,43 @@ fn im2col(
     out_dims: [usize; 4],
     rows: std::ops::Range<usize>,
     col: &mut [f32],
+    threads: Threads,
 ) {
     let [_, _, h, w] = x.dims();
     let [_, _, out_h, wo] = out_dims;
     let ho = rows.len();
     let rows_per_channel = cfg.kernel[0] * cfg.kernel[1];
     let [sy, sx] = cfg.stride;
-    col.par_chunks_mut(rows_per_channel * ho * wo).enumerate().for_each(|(c, block)| {
-        let plane = x.plane(n, c);
-        for (r, row) in block.chunks_mut(ho * wo).enumerate() {
-            let (off_y, off_x) = kernel_offsets(cfg, r);
-            let (y_lo, y_hi) = valid_range(off_y, sy, h, out_h);
-            let (y_lo, y_hi) = (y_lo.clamp(rows.start, rows.end), y_hi.clamp(rows.start, rows.end));
-            let (x_lo, x_hi) = valid_range(off_x, sx, w, wo);
-            row[..(y_lo - rows.start) * wo].fill(0.0);
-            row[(y_hi - rows.start) * wo..].fill(0.0);
-            for oy in y_lo..y_hi {
-                let iy = (oy * sy) as isize + off_y;
-                let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                let local = oy - rows.start;
-                let dst = &mut row[local * wo..(local + 1) * wo];
-                dst[..x_lo].fill(0.0);
-                dst[x_hi..].fill(0.0);
-                let first = (x_lo * sx) as isize + off_x;
-                let first = first as usize;
-                if sx == 1 {
-                    dst[x_lo..x_hi].copy_from_slice(&src[first..first + (x_hi - x_lo)]);
-                } else {
-                    for (d, s) in dst[x_lo..x_hi].iter_mut().zip(src[first..].iter().step_by(sx)) {
-                        *d = *s;
+    col.par_chunks_mut(rows_per_channel * ho * wo).with_min_len(threads.min_len()).enumerate().for_each(
+        |(c, block)| {
+            let plane = x.plane(n, c);
+            for (r, row) in block.chunks_mut(ho * wo).enumerate() {
+                let (off_y, off_x) = kernel_offsets(cfg, r);
+                let (y_lo, y_hi) = valid_range(off_y, sy, h, out_h);
+                let (y_lo, y_hi) = (y_lo.clamp(rows.start, rows.end), y_hi.clamp(rows.start, rows.end));
+                let (x_lo, x_hi) = valid_range(off_x, sx, w, wo);
+                row[..(y_lo - rows.start) * wo].fill(0.0);
+                row[(y_hi - rows.start) * wo..].fill(0.0);
+                for oy in y_lo..y_hi {
+                    let iy = (oy * sy) as isize + off_y;
+                    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    let local = oy - rows.start;
+                    let dst = &mut row[local * wo..(local + 1) * wo];
+                    dst[..x_lo].fill(0.0);
+                    dst[x_hi..].fill(0.0);
+                    let first = (x_lo * sx) as isize + off_x;
+                    let first = first as usize;
+                    if sx == 1 {
+                        dst[x_lo..x_hi].copy_from_slice(&src[first..first + (x_hi - x_lo)]);
+                    } else {
+                        for (d, s) in dst[x_lo..x_hi].iter_mut().zip(src[first..].iter().step_by(sx)) {
+                            *d = *s;
+                        }
                     }
                 }
             }
-        }
-    });
+        },
+    );
 }
 
 /// Folds `col` (`[I*kh*kw, rows * Wo]`, output rows `rows`) back onto one image gradient
@@ -411,36 +550,40 @@ fn col2im(
     out_dims: [usize; 4],
     rows: std::ops::Range<usize>,
     dx_n: &mut [f32],
+    threads: Threads,
 ) {
     let [_, _, h, w] = dims;
     let [_, _, out_h, wo] = out_dims;
     let ho = rows.len();
     let rows_per_channel = cfg.kernel[0] * cfg.kernel[1];
     let [sy, sx] = cfg.stride;
-    dx_n.par_chunks_mut(h * w).zip(col.par_chunks(rows_per_channel * ho * wo)).for_each(|(plane, block)| {
-        for (r, row) in block.chunks(ho * wo).enumerate() {
-            let (off_y, off_x) = kernel_offsets(cfg, r);
-            let (y_lo, y_hi) = valid_range(off_y, sy, h, out_h);
-            let (y_lo, y_hi) = (y_lo.clamp(rows.start, rows.end), y_hi.clamp(rows.start, rows.end));
-            let (x_lo, x_hi) = valid_range(off_x, sx, w, wo);
-            for oy in y_lo..y_hi {
-                let iy = ((oy * sy) as isize + off_y) as usize;
-                let dst = &mut plane[iy * w..(iy + 1) * w];
-                let local = oy - rows.start;
-                let src = &row[local * wo + x_lo..local * wo + x_hi];
-                let first = ((x_lo * sx) as isize + off_x) as usize;
-                if sx == 1 {
-                    for (d, s) in dst[first..first + src.len()].iter_mut().zip(src) {
-                        *d += s;
-                    }
-                } else {
-                    for (d, s) in dst[first..].iter_mut().step_by(sx).zip(src) {
-                        *d += s;
+    dx_n.par_chunks_mut(h * w)
+        .zip(col.par_chunks(rows_per_channel * ho * wo))
+        .with_min_len(threads.min_len())
+        .for_each(|(plane, block)| {
+            for (r, row) in block.chunks(ho * wo).enumerate() {
+                let (off_y, off_x) = kernel_offsets(cfg, r);
+                let (y_lo, y_hi) = valid_range(off_y, sy, h, out_h);
+                let (y_lo, y_hi) = (y_lo.clamp(rows.start, rows.end), y_hi.clamp(rows.start, rows.end));
+                let (x_lo, x_hi) = valid_range(off_x, sx, w, wo);
+                for oy in y_lo..y_hi {
+                    let iy = ((oy * sy) as isize + off_y) as usize;
+                    let dst = &mut plane[iy * w..(iy + 1) * w];
+                    let local = oy - rows.start;
+                    let src = &row[local * wo + x_lo..local * wo + x_hi];
+                    let first = ((x_lo * sx) as isize + off_x) as usize;
+                    if sx == 1 {
+                        for (d, s) in dst[first..first + src.len()].iter_mut().zip(src) {
+                            *d += s;
+                        }
+                    } else {
+                        for (d, s) in dst[first..].iter_mut().step_by(sx).zip(src) {
+                            *d += s;
+                        }
                     }
                 }
             }
-        }
-    });
+        });
 }
 
 #[cfg(test)]
