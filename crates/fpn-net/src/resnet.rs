@@ -397,7 +397,7 @@ impl ResNet {
                 }
             }
             if have && stem_trainable {
-                self.maxpool.backward(&g, GradOut::Write(&mut spare))?;
+                self.maxpool.backward(&self.stem.out, &self.pooled, &g, GradOut::Write(&mut spare))?;
                 self.stem.backward(x, &mut spare, GradOut::Skip)?;
             }
             Ok(())

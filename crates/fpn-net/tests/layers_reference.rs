@@ -23,6 +23,8 @@ fn conv_configs() -> Vec<(Conv2dConfig, [usize; 4])> {
         (base(4, 3, 1).stride(2).bias(true), [1, 4, 7, 6]),
         (base(2, 3, 5).stride(2).padding(2).dilation(1), [1, 2, 9, 7]),
         (base(3, 2, 3).dilation(2).padding(2).bias(true), [1, 3, 7, 8]),
+        // Kernel columns that see only padding at every output position.
+        (Conv2dConfig { kernel: [1, 3], padding: [0, 2], dilation: [1, 2], ..base(2, 2, 1) }, [2, 2, 2, 1]),
         (
             Conv2dConfig {
                 kernel: [3, 2],
@@ -229,7 +231,7 @@ fn relu_keeps_nan() {
 #[test]
 fn max_pool_matches_reference_and_finite_difference() {
     for (k, s, p, dims) in [(3, 2, 1, [2, 3, 9, 8]), (2, 2, 0, [1, 2, 7, 6]), (3, 1, 1, [1, 2, 5, 5])] {
-        let mut pool = MaxPool2d::new(k, s, p).unwrap();
+        let pool = MaxPool2d::new(k, s, p).unwrap();
         let x = random_tensor(&format!("pool.x{k}{s}{p}"), dims, -1.0, 1.0);
         let mut y = Tensor4::default();
         pool.forward(&x, &mut y).unwrap();
@@ -239,7 +241,7 @@ fn max_pool_matches_reference_and_finite_difference() {
         let dy = random_tensor("pool.dy", y.dims(), -1.0, 1.0);
         let r = widen(dy.as_slice());
         let mut dx = Tensor4::default();
-        pool.backward(&dy, GradOut::Write(&mut dx)).unwrap();
+        pool.backward(&x, &y, &dy, GradOut::Write(&mut dx)).unwrap();
         let want = finite_difference(&widen(x.as_slice()), H, |x| {
             dot(&reference::max_pool2d(&Array4 { data: x.to_vec(), dims }, k, s, p).data, &r)
         });
@@ -313,7 +315,8 @@ fn mismatched_shapes_are_errors() {
     assert!(gn.backward(&x, &x, GradOut::Skip).is_err(), "backward before forward");
     assert!(MaxPool2d::new(3, 2, 2).is_err());
     let pool = MaxPool2d::new(3, 2, 1).unwrap();
-    assert!(pool.backward(&x, GradOut::Skip).is_err(), "backward before forward");
+    let wrong_y = Tensor4::zeros([1, 4, 2, 2]);
+    assert!(pool.backward(&x, &wrong_y, &wrong_y, GradOut::Skip).is_err(), "output not shaped as the pool's");
     let a = Tensor4::zeros([1, 2, 3, 3]);
     assert!(layers::add(&a, &x, &mut Tensor4::default()).is_err());
 }

@@ -169,7 +169,7 @@ fn conv_stack_gradients_equal_pytorch_autograd() {
     let mut bn = FrozenBatchNorm2d::new(8);
     let mut conv2 = Conv2d::new(Conv2dConfig::new(8, 8, 3).padding(1)).unwrap();
     let mut gn = GroupNorm::new(4, 8).unwrap();
-    let mut pool = MaxPool2d::new(3, 2, 1).unwrap();
+    let pool = MaxPool2d::new(3, 2, 1).unwrap();
     let mut conv3 = Conv2d::new(Conv2dConfig::new(8, 6, 1).bias(true)).unwrap();
     for (name, p) in conv1
         .named_params_mut()
@@ -206,7 +206,7 @@ fn conv_stack_gradients_equal_pytorch_autograd() {
     let (mut g5, mut g4, mut g3, mut g2, mut g1, mut dx) = Default::default();
     conv3.backward(&a5, &r, GradOut::Write(&mut g5)).unwrap();
     UpsampleNearest.backward(&g5, a4.dims(), GradOut::Write(&mut g4)).unwrap();
-    pool.backward(&g4, GradOut::Write(&mut g3)).unwrap();
+    pool.backward(&a3, &a4, &g4, GradOut::Write(&mut g3)).unwrap();
     let mut g3_pre = Tensor4::default();
     Relu.backward(&a3, &g3, GradOut::Write(&mut g3_pre)).unwrap();
     gn.backward(&a2, &g3_pre, GradOut::Write(&mut g2)).unwrap();

@@ -112,13 +112,13 @@ fn relu_equals_pytorch_forward_and_autograd() {
 fn max_pool_equals_pytorch_forward_and_autograd() {
     let f = layers();
     for (case, k, s, p) in [("max_pool_3_2_1", 3, 2, 1), ("max_pool_2_2_0", 2, 2, 0)] {
-        let mut pool = MaxPool2d::new(k, s, p).unwrap();
+        let pool = MaxPool2d::new(k, s, p).unwrap();
         let x = f.t4(&format!("{case}.x"));
         let mut y = Tensor4::default();
         pool.forward(&x, &mut y).unwrap();
         assert_close_f32(&format!("{case} y"), y.as_slice(), &f.values(&format!("{case}.y")), FORWARD);
         let mut dx = Tensor4::default();
-        pool.backward(&f.t4(&format!("{case}.dy")), GradOut::Write(&mut dx)).unwrap();
+        pool.backward(&x, &y, &f.t4(&format!("{case}.dy")), GradOut::Write(&mut dx)).unwrap();
         assert_close_f32(&format!("{case} dx"), dx.as_slice(), &f.values(&format!("{case}.dx")), GRADIENT);
     }
 }

@@ -525,6 +525,9 @@ fn im2col(
                     let dst = &mut row[local * wo..(local + 1) * wo];
                     dst[..x_lo].fill(0.0);
                     dst[x_hi..].fill(0.0);
+                    if x_lo == x_hi {
+                        continue;
+                    }
                     let first = (x_lo * sx) as isize + off_x;
                     let first = first as usize;
                     if sx == 1 {
@@ -566,6 +569,9 @@ fn col2im(
                 let (y_lo, y_hi) = valid_range(off_y, sy, h, out_h);
                 let (y_lo, y_hi) = (y_lo.clamp(rows.start, rows.end), y_hi.clamp(rows.start, rows.end));
                 let (x_lo, x_hi) = valid_range(off_x, sx, w, wo);
+                if x_lo == x_hi {
+                    continue;
+                }
                 for oy in y_lo..y_hi {
                     let iy = ((oy * sy) as isize + off_y) as usize;
                     let dst = &mut plane[iy * w..(iy + 1) * w];

@@ -7,18 +7,23 @@ use crate::error::{NetError, Result, config_error};
 use crate::tensor::{Tensor4, check_nchw};
 
 /// Max pooling as `torch.nn.MaxPool2d(kernel, stride, padding)` (dilation 1, floor mode):
-/// padding counts as `-inf`, the first maximum in scan order wins, and NaN propagates.
+/// padding counts as `-inf` and NaN propagates.
 ///
-/// Forward remembers where each maximum was; backward routes each output gradient there.
-#[derive(Clone, Debug)]
+/// Forward keeps no state: it takes the column-wise maximum of the window's rows, then the
+/// maximum along each window of that row, both vectorisable. Backward finds each maximum again
+/// in the input (the first in row-major order, as PyTorch picks it) and routes the gradient
+/// there.
+#[derive(Clone, Copy, Debug)]
 pub struct MaxPool2d {
     kernel: usize,
     stride: usize,
     padding: usize,
-    /// Flat index within its plane of every output's maximum, from the last forward.
-    argmax: Vec<u32>,
-    in_dims: [usize; 4],
-    out_dims: [usize; 4],
+}
+
+/// `max(a, b)` that returns NaN when either is NaN.
+#[inline]
+fn nan_max(a: f32, b: f32) -> f32 {
+    if b > a || b.is_nan() { b } else { a }
 }
 
 impl MaxPool2d {
@@ -34,7 +39,7 @@ impl MaxPool2d {
                 format!("kernel {kernel}, stride {stride} > 0 and padding {padding} <= kernel / 2"),
             ));
         }
-        Ok(MaxPool2d { kernel, stride, padding, argmax: Vec::new(), in_dims: [0; 4], out_dims: [0; 4] })
+        Ok(MaxPool2d { kernel, stride, padding })
     }
 
     /// The output shape for an input of `dims`.
@@ -54,77 +59,75 @@ impl MaxPool2d {
         }
     }
 
+    /// The input window `[start, end)` along one axis of output index `o`.
+    fn window(&self, o: usize, len: usize) -> (usize, usize) {
+        ((o * self.stride).saturating_sub(self.padding), (o * self.stride + self.kernel - self.padding).min(len))
+    }
+
     /// `y = maxpool(x)`.
     ///
     /// # Errors
     /// [`NetError::Shape`] when `x` is smaller than the kernel.
-    pub fn forward(&mut self, x: &Tensor4, y: &mut Tensor4) -> Result<()> {
+    pub fn forward(&self, x: &Tensor4, y: &mut Tensor4) -> Result<()> {
         check_nchw("max pool input", x, None)?;
         let out_dims = self.output_dims(x.dims())?;
         let [_, _, h, w] = x.dims();
         let [_, _, ho, wo] = out_dims;
         y.reshape_for(out_dims);
-        self.argmax.resize(y.as_slice().len(), 0);
-        let (k, s, p) = (self.kernel, self.stride, self.padding);
-        y.as_mut_slice()
-            .par_chunks_mut(ho * wo)
-            .zip(self.argmax.par_chunks_mut(ho * wo))
-            .zip(x.as_slice().par_chunks(h * w))
-            .for_each(|((yp, ap), xp)| {
-                for oy in 0..ho {
-                    let y0 = (oy * s).saturating_sub(p);
-                    let y1 = (oy * s + k - p).min(h);
-                    for ox in 0..wo {
-                        let x0 = (ox * s).saturating_sub(p);
-                        let x1 = (ox * s + k - p).min(w);
-                        let mut best = f32::NEG_INFINITY;
-                        let mut best_at = y0 * w + x0;
-                        for iy in y0..y1 {
-                            for ix in x0..x1 {
-                                let v = xp[iy * w + ix];
-                                if v > best || v.is_nan() {
-                                    best = v;
-                                    best_at = iy * w + ix;
-                                    if v.is_nan() {
-                                        break;
-                                    }
-                                }
-                            }
-                            if best.is_nan() {
-                                break;
-                            }
-                        }
-                        yp[oy * wo + ox] = best;
-                        ap[oy * wo + ox] = best_at as u32;
+        let cols: Vec<(usize, usize)> = (0..wo).map(|ox| self.window(ox, w)).collect();
+        y.as_mut_slice().par_chunks_mut(ho * wo).zip(x.as_slice().par_chunks(h * w)).for_each(|(yp, xp)| {
+            let mut column_max = vec![f32::NEG_INFINITY; w];
+            for (oy, yrow) in yp.chunks_mut(wo).enumerate() {
+                let (y0, y1) = self.window(oy, h);
+                column_max.fill(f32::NEG_INFINITY);
+                for iy in y0..y1 {
+                    for (m, &v) in column_max.iter_mut().zip(&xp[iy * w..(iy + 1) * w]) {
+                        *m = nan_max(*m, v);
                     }
                 }
-            });
-        self.in_dims = x.dims();
-        self.out_dims = out_dims;
+                for (out, &(x0, x1)) in yrow.iter_mut().zip(&cols) {
+                    *out = column_max[x0..x1].iter().fold(f32::NEG_INFINITY, |a, &b| nan_max(a, b));
+                }
+            }
+        });
         Ok(())
     }
 
-    /// `dx[argmax] += dy`, using the maxima of the last forward.
+    /// `dx[argmax] += dy`, with `x` and `y` the input and output of the forward pass.
     ///
     /// # Errors
-    /// [`NetError::NoForward`] when `dy` is not shaped like the last forward's output.
-    pub fn backward(&self, dy: &Tensor4, mut dx: GradOut<'_>) -> Result<()> {
-        if dy.dims() != self.out_dims || self.argmax.len() != dy.as_slice().len() {
-            return Err(NetError::NoForward { what: "MaxPool2d" });
+    /// [`NetError::Shape`] when `y` or `dy` is not shaped like the output for `x`.
+    pub fn backward(&self, x: &Tensor4, y: &Tensor4, dy: &Tensor4, mut dx: GradOut<'_>) -> Result<()> {
+        let out_dims = self.output_dims(x.dims())?;
+        for (what, t) in [("max pool output", y), ("max pool output gradient", dy)] {
+            if t.dims() != out_dims {
+                return Err(NetError::Shape { what, expected: format!("{out_dims:?}"), got: t.dims().to_vec() });
+            }
         }
-        let in_plane = self.in_dims[2] * self.in_dims[3];
-        let out_plane = self.out_dims[2] * self.out_dims[3];
-        if let Some((dx, _)) = dx.prepare("max pool input gradient", self.in_dims, true)? {
-            dx.as_mut_slice()
-                .par_chunks_mut(in_plane)
-                .zip(dy.as_slice().par_chunks(out_plane))
-                .zip(self.argmax.par_chunks(out_plane))
-                .for_each(|((dp, gp), ap)| {
-                    for (&g, &a) in gp.iter().zip(ap) {
-                        dp[a as usize] += g;
+        let [_, _, h, w] = x.dims();
+        let [_, _, ho, wo] = out_dims;
+        let Some((dx, _)) = dx.prepare("max pool input gradient", x.dims(), true)? else {
+            return Ok(());
+        };
+        dx.as_mut_slice()
+            .par_chunks_mut(h * w)
+            .zip(x.as_slice().par_chunks(h * w))
+            .zip(y.as_slice().par_chunks(ho * wo).zip(dy.as_slice().par_chunks(ho * wo)))
+            .for_each(|((dp, xp), (yp, gp))| {
+                for oy in 0..ho {
+                    let (y0, y1) = self.window(oy, h);
+                    for ox in 0..wo {
+                        let (x0, x1) = self.window(ox, w);
+                        let best = yp[oy * wo + ox];
+                        let hit = (y0..y1)
+                            .flat_map(|iy| (x0..x1).map(move |ix| iy * w + ix))
+                            .find(|&i| xp[i] == best || (best.is_nan() && xp[i].is_nan()));
+                        if let Some(i) = hit {
+                            dp[i] += gp[oy * wo + ox];
+                        }
                     }
-                });
-        }
+                }
+            });
         Ok(())
     }
 }
