@@ -173,7 +173,7 @@ impl Conv2d {
     pub fn forward(&mut self, x: &Tensor4, y: &mut Tensor4) -> Result<()> {
         let bias = self.bias.take();
         let epilogue = match &bias {
-            Some(b) => Epilogue::Affine { scale: None, shift: &b.value, relu: false },
+            Some(b) => Epilogue::Affine { scale: None, shift: &b.value, residual: None, relu: false },
             None => Epilogue::None,
         };
         let result = self.forward_with(x, y, epilogue);
@@ -186,6 +186,15 @@ impl Conv2d {
     /// convolution, in ResNet). The layer's own bias is not added here.
     pub(crate) fn forward_with(&mut self, x: &Tensor4, y: &mut Tensor4, epilogue: Epilogue<'_>) -> Result<()> {
         let out_dims = self.config.output_dims(x.dims())?;
+        if let Epilogue::Affine { residual: Some(r), .. } = epilogue
+            && r.dims() != out_dims
+        {
+            return Err(NetError::Shape {
+                what: "residual added to the convolution",
+                expected: format!("{out_dims:?}"),
+                got: r.dims().to_vec(),
+            });
+        }
         y.reshape_for(out_dims);
         let plan = self.plan(out_dims);
         let out_len = plan.o * plan.hw_out;
@@ -366,7 +375,7 @@ impl Plan {
                 MatRef::row_major(col, k, cols)
             };
             matmul(&mut y_n[c0..], hw_out, false, MatRef::row_major(weight, o, k), rhs, threads == Threads::All);
-            epilogue.apply(y_n, hw_out, c0..c0 + cols, threads);
+            epilogue.apply(n, y_n, hw_out, c0..c0 + cols, threads);
         }
     }
 
@@ -419,24 +428,37 @@ impl Plan {
 pub(crate) enum Epilogue<'a> {
     /// The product as it is.
     None,
-    /// `v * scale[c] + shift[c]` (scale 1 when absent), then ReLU when asked.
-    Affine { scale: Option<&'a [f32]>, shift: &'a [f32], relu: bool },
+    /// `v * scale[c] + shift[c]` (scale 1 when absent), plus the same element of `residual`
+    /// when given (shaped like the output), then ReLU when asked.
+    Affine { scale: Option<&'a [f32]>, shift: &'a [f32], residual: Option<&'a Tensor4>, relu: bool },
 }
 
 impl Epilogue<'_> {
     /// Applies the map to columns `cols` of every row (channel) of `y_n`, rows `row_len` long.
-    fn apply(&self, y_n: &mut [f32], row_len: usize, cols: std::ops::Range<usize>, threads: Threads) {
-        let Epilogue::Affine { scale, shift, relu } = *self else {
+    fn apply(&self, n: usize, y_n: &mut [f32], row_len: usize, cols: std::ops::Range<usize>, threads: Threads) {
+        let Epilogue::Affine { scale, shift, residual, relu } = *self else {
             return;
         };
+        let residual = residual.map(|r| r.image(n));
         y_n.par_chunks_mut(row_len.max(1))
             .with_min_len((4096 / cols.len().max(1)).max(threads.min_len()))
             .enumerate()
             .for_each(|(c, row)| {
                 let (a, b) = (scale.map_or(1.0, |s| s[c]), shift[c]);
-                for v in &mut row[cols.clone()] {
-                    let z = *v * a + b;
-                    *v = if relu { super::relu::relu(z) } else { z };
+                match residual {
+                    Some(r) => {
+                        let r = &r[c * row_len + cols.start..c * row_len + cols.end];
+                        for (v, &r) in row[cols.clone()].iter_mut().zip(r) {
+                            let z = *v * a + b + r;
+                            *v = if relu { super::relu::relu(z) } else { z };
+                        }
+                    }
+                    None => {
+                        for v in &mut row[cols.clone()] {
+                            let z = *v * a + b;
+                            *v = if relu { super::relu::relu(z) } else { z };
+                        }
+                    }
                 }
             });
     }
