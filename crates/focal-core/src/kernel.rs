@@ -159,19 +159,27 @@ fn sigmoid_parts<V: F32v>(x: V) -> SigmoidParts<V> {
 pub(crate) trait DenseElement: Sync {
     fn eval<V: F32v>(&self, x: V, t: V, j: usize, len: usize) -> (V, V);
     fn scalar(&self, x: f64, t: f64, class: usize) -> (f64, f64);
+    /// For losses with a dedicated hard-target path: `(loss, gradient already scaled)` when
+    /// every target of the vector is 0 or 1.
+    #[inline(always)]
+    fn eval_hard<V: F32v>(&self, _x: V, _t: V, _j: usize, _len: usize) -> Option<(V, V)> {
+        None
+    }
 }
 
-/// Sigmoid focal loss with soft targets.
+/// Sigmoid focal loss with soft targets. Vectors whose targets are all 0 or 1 (one-hot
+/// targets) take the hard-target path, bit-identical to sparse labels.
 pub(crate) struct SigmoidSoft {
     pub alpha: crate::Alpha,
     pub alpha_pos: Vec<f32>,
     pub alpha_neg: Vec<f32>,
     pub gamma: f32,
     pub power: Power,
+    pub hard: HardTargets,
 }
 
 impl SigmoidSoft {
-    pub(crate) fn new(alpha: &crate::Alpha, classes: usize, gamma: f64) -> Self {
+    pub(crate) fn new(alpha: &crate::Alpha, classes: usize, gamma: f64, grad_scale: f64) -> Self {
         let lanes = AlphaLanes::new(alpha, classes, 1.0);
         SigmoidSoft {
             alpha: alpha.clone(),
@@ -179,6 +187,7 @@ impl SigmoidSoft {
             alpha_neg: lanes.loss_neg,
             gamma: gamma as f32,
             power: Power::of(gamma),
+            hard: HardTargets::new(alpha, classes, gamma, grad_scale),
         }
     }
 }
@@ -214,6 +223,15 @@ impl DenseElement for SigmoidSoft {
     fn scalar(&self, x: f64, t: f64, class: usize) -> (f64, f64) {
         let (ap, an) = self.alpha.pos_neg(class);
         crate::reference::sigmoid_focal_element(x, t, ap, an, self.gamma as f64)
+    }
+
+    #[inline(always)]
+    fn eval_hard<V: F32v>(&self, x: V, t: V, j: usize, len: usize) -> Option<(V, V)> {
+        let one = V::splat(1.0);
+        if !t.mul(one.sub(t)).all_zero() {
+            return None;
+        }
+        Some(self.hard.eval_dynamic(x, t.eq(one), j, len))
     }
 }
 
@@ -380,7 +398,13 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
                     continue;
                 }
                 let t = if full { V::load(&ts[j..]) } else { V::load_partial(&ts[j..j + len]) };
-                let (mut loss, mut grad) = self.element.eval(x, t, j, len);
+                let (mut loss, mut grad) = match self.element.eval_hard(x, t, j, len) {
+                    Some(scaled) => scaled,
+                    None => {
+                        let (loss, grad) = self.element.eval(x, t, j, len);
+                        (loss, grad.mul(scale))
+                    }
+                };
                 let weight = match self.weights {
                     WeightsRef::None => None,
                     WeightsRef::PerRow(w) => Some(V::splat(w[row])),
@@ -395,7 +419,7 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
                 }
                 sum.add(if full { loss } else { V::select(iota.lt(V::splat(len as f32)), loss, V::splat(0.0)) });
                 store(&mut chunk.loss, base + j, len, loss);
-                store(&mut chunk.grad, base + j, len, grad.mul(scale));
+                store(&mut chunk.grad, base + j, len, grad);
                 j += len;
             }
             sum.flush();
@@ -425,18 +449,45 @@ fn scalar_store(chunk: &mut Chunk<'_>, at: usize, loss: f64, grad: f64) {
     }
 }
 
-/// Sigmoid focal loss with sparse labels: no one-hot array is ever built; the positive lane of
-/// a row is found by comparing class indices with the row's label.
-pub(crate) struct SigmoidSparse<'a> {
-    pub labels: &'a [i32],
-    pub classes: usize,
+/// The sigmoid focal loss of hard (0/1) targets, shared by the sparse-label kernel and the
+/// dense kernel's one-hot vectors, so both compute bit-identical results.
+pub(crate) struct HardTargets {
     pub alpha: AlphaLanes,
     pub gamma: f32,
     pub power: Power,
+}
+
+impl HardTargets {
+    pub(crate) fn new(alpha: &crate::Alpha, classes: usize, gamma: f64, grad_scale: f64) -> Self {
+        HardTargets { alpha: AlphaLanes::new(alpha, classes, grad_scale), gamma: gamma as f32, power: Power::of(gamma) }
+    }
+
+    /// [`HardTargets::eval`] with the power and alpha layout chosen at run time.
+    #[inline(always)]
+    fn eval_dynamic<V: F32v>(&self, x: V, pos: V::Mask, j: usize, len: usize) -> (V, V) {
+        match (self.power.tag(), self.alpha.uniform) {
+            (0, true) => self.eval::<V, 0, true>(x, pos, j, len),
+            (1, true) => self.eval::<V, 1, true>(x, pos, j, len),
+            (2, true) => self.eval::<V, 2, true>(x, pos, j, len),
+            (_, true) => self.eval::<V, 3, true>(x, pos, j, len),
+            (0, false) => self.eval::<V, 0, false>(x, pos, j, len),
+            (1, false) => self.eval::<V, 1, false>(x, pos, j, len),
+            (2, false) => self.eval::<V, 2, false>(x, pos, j, len),
+            (_, false) => self.eval::<V, 3, false>(x, pos, j, len),
+        }
+    }
+}
+
+/// Sigmoid focal loss with sparse labels: no one-hot array is ever built; the positive lane of
+/// a row is found from the row's label.
+pub(crate) struct SigmoidSparse<'a> {
+    pub labels: &'a [i32],
+    pub classes: usize,
+    pub hard: HardTargets,
     pub grad_scale: f32,
 }
 
-impl SigmoidSparse<'_> {
+impl HardTargets {
     /// `(loss, dloss/dx)` for hard targets, `pos` marking the positive lanes. With
     /// `s = +-x`, `q = 1 - p_t = sigmoid(-s)`: `L = alpha_t q^gamma softplus(-s)` and
     /// `dL/ds = -alpha_t q^gamma (gamma p_t softplus(-s) + q)`; the gradient scale and the sign
@@ -462,8 +513,8 @@ impl SigmoidSparse<'_> {
     }
 }
 
-impl SigmoidSparse<'_> {
-    /// [`SigmoidSparse::eval`] for a vector with no positive lane (nearly all of them):
+impl HardTargets {
+    /// [`HardTargets::eval`] for a vector with no positive lane (nearly all of them):
     /// `s = -x`, so the sign selects disappear.
     #[inline(always)]
     fn eval_negative<V: F32v, const POWER: u8, const UNIFORM: bool>(
@@ -503,7 +554,7 @@ impl ChunkKernel for SigmoidSparse<'_> {
     #[inline(always)]
     fn run<V: F32v>(&self, chunk: Chunk<'_>) -> f64 {
         // One compiled loop per (power, alpha layout): no dispatch inside the loop.
-        match (self.power.tag(), self.alpha.uniform) {
+        match (self.hard.power.tag(), self.hard.alpha.uniform) {
             (0, true) => self.rows::<V, 0, true>(chunk),
             (1, true) => self.rows::<V, 1, true>(chunk),
             (2, true) => self.rows::<V, 2, true>(chunk),
@@ -524,7 +575,8 @@ impl SigmoidSparse<'_> {
         let iota = V::iota();
         let mut sum = LossSum::<V>::new();
         // Hoisted out of the loop: the alpha of negatives when it is the same for all classes.
-        let uniform_neg = (V::splat(self.alpha.loss_neg[0]), V::splat(self.alpha.grad_neg[0]));
+        let hard = &self.hard;
+        let uniform_neg = (V::splat(hard.alpha.loss_neg[0]), V::splat(hard.alpha.grad_neg[0]));
         for r in 0..rows {
             let label = self.labels[chunk.row0 + r];
             let base = r * c;
@@ -543,9 +595,9 @@ impl SigmoidSparse<'_> {
                 if !x.all_finite() {
                     for i in 0..len {
                         let t = if label == (j + i) as i32 { 1.0 } else { 0.0 };
-                        let (ap, an) = self.alpha.scalar(j + i);
+                        let (ap, an) = hard.alpha.scalar(j + i);
                         let (l, g) =
-                            crate::reference::sigmoid_focal_element(xs[j + i] as f64, t, ap, an, self.gamma as f64);
+                            crate::reference::sigmoid_focal_element(xs[j + i] as f64, t, ap, an, hard.gamma as f64);
                         sum.scalar += l;
                         scalar_store(&mut chunk, base + j + i, l, g * self.grad_scale as f64);
                     }
@@ -553,8 +605,8 @@ impl SigmoidSparse<'_> {
                     continue;
                 }
                 let (loss, grad) = match (label as isize - j as isize).try_into() {
-                    Ok(k) if k < len => self.eval::<V, POWER, UNIFORM>(x, V::lane_mask(k), j, len),
-                    _ => self.eval_negative::<V, POWER, UNIFORM>(x, j, len, uniform_neg),
+                    Ok(k) if k < len => hard.eval::<V, POWER, UNIFORM>(x, V::lane_mask(k), j, len),
+                    _ => hard.eval_negative::<V, POWER, UNIFORM>(x, j, len, uniform_neg),
                 };
                 sum.add(if full { loss } else { V::select(iota.lt(V::splat(len as f32)), loss, V::splat(0.0)) });
                 store(&mut chunk.loss, base + j, len, loss);

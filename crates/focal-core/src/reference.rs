@@ -46,9 +46,12 @@ pub fn sigmoid_pair(x: f64) -> (f64, f64) {
     if x >= 0.0 { (big, small) } else { (small, big) }
 }
 
-/// Binary cross-entropy with logits and a soft target t in [0, 1].
+/// Binary cross-entropy with logits and a soft target t in [0, 1]. A term whose weight is 0
+/// is left out, so hard targets give the limits at infinite logits (not `0 * inf`).
 pub fn bce_with_logits(x: f64, t: f64) -> f64 {
-    t * softplus(-x) + (1.0 - t) * softplus(x)
+    let positive = if t != 0.0 { t * softplus(-x) } else { 0.0 };
+    let negative = if t != 1.0 { (1.0 - t) * softplus(x) } else { 0.0 };
+    positive + negative
 }
 
 /// `(loss, dloss/dx)` of the sigmoid focal loss for one element.

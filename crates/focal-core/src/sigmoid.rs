@@ -4,7 +4,7 @@
 use crate::element::Element;
 use crate::engine;
 use crate::error::Result;
-use crate::kernel::{AlphaLanes, DenseKernel, Power, SigmoidSoft, SigmoidSparse, WeightsRef};
+use crate::kernel::{DenseKernel, HardTargets, SigmoidSoft, SigmoidSparse, WeightsRef};
 use crate::labels::validate_labels;
 use crate::loss::{FocalLoss, Outputs, check_level, common_checks, is_f64, split_outputs, to_f64, write_f64_outputs};
 use crate::params::{FocalParams, Reduction};
@@ -141,16 +141,14 @@ impl FocalLoss for SigmoidFocalLoss {
                 let kernel = SigmoidSparse {
                     labels: labels.as_slice(),
                     classes,
-                    alpha: AlphaLanes::new(self.params.alpha(), classes, grad_scale),
-                    gamma: gamma as f32,
-                    power: Power::of(gamma),
+                    hard: HardTargets::new(self.params.alpha(), classes, gamma, grad_scale),
                     grad_scale: grad_scale as f32,
                 };
                 engine::run(self.simd, &kernel, logits.as_slice(), classes, loss_out, grad_out)
             }
             Target::Dense(dense) => {
                 let kernel = DenseKernel {
-                    element: SigmoidSoft::new(self.params.alpha(), classes, gamma),
+                    element: SigmoidSoft::new(self.params.alpha(), classes, gamma, grad_scale),
                     classes,
                     targets: dense.targets.as_slice(),
                     weights: weights_ref(logits.shape(), &dense),

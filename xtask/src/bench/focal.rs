@@ -3,49 +3,10 @@
 
 use super::{Options, Row, measure_interleaved, print_table, python_has, run_python_rows};
 use anyhow::{Context, Result};
+use focal_benches::{COCO_CLASSES, RETINANET_ANCHORS, floor_copy, retinanet_inputs};
 use focal_core::{
     Element, FocalLoss, FocalParams, Reduction, SigmoidFocalLoss, SimdLevel, Target, TensorView, TensorViewMut,
 };
-use rayon::prelude::*;
-
-/// RetinaNet at 800x1216: sum over P3-P7 of H*W*9 anchors.
-pub const RETINANET_ANCHORS: usize = 120_087;
-/// COCO classes.
-pub const COCO_CLASSES: usize = 80;
-
-/// Seeded RetinaNet-like inputs: logits around the prior (bias -log(99)), about 0.1%
-/// foreground anchors and 1% ignored ones.
-pub fn make_inputs(anchors: usize, classes: usize, seed: u64) -> (Vec<f32>, Vec<i32>) {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    let unit = |v: u64| (v >> 11) as f32 / (1u64 << 53) as f32;
-    let logits = (0..anchors * classes).map(|_| -4.6 + 3.0 * (unit(next()) * 2.0 - 1.0)).collect();
-    let labels = (0..anchors)
-        .map(|_| {
-            let u = next() % 1000;
-            if u == 0 {
-                (next() % classes as u64) as i32
-            } else if u < 11 {
-                -2
-            } else {
-                -1
-            }
-        })
-        .collect();
-    (logits, labels)
-}
-
-/// The memory floor: read the logits, write an array of the same size, same chunks and threads.
-fn floor_copy(x: &[f32], out: &mut [f32]) {
-    let chunk = 16 * 1024;
-    out.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).for_each(|(o, i)| o.copy_from_slice(i));
-}
 
 fn loss_for(gamma: f64, level: SimdLevel, normalizer: f64) -> Result<SigmoidFocalLoss> {
     Ok(SigmoidFocalLoss::new(FocalParams::new(Some(0.25), gamma)?, Reduction::Normalizer(normalizer))
@@ -68,7 +29,7 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
 
 fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
     let (anchors, classes) = (RETINANET_ANCHORS, COCO_CLASSES);
-    let (x, labels) = make_inputs(anchors, classes, 42);
+    let (x, labels) = retinanet_inputs(anchors, classes, 42);
     let normalizer = focal_core::labels::retinanet_normalizer(&labels);
     let n = x.len();
     let shape = format!("{anchors}x{classes}");

@@ -150,6 +150,8 @@ pub(crate) unsafe trait F32v: Copy {
 
     /// Whether every lane is finite (no NaN, no infinity).
     fn all_finite(self) -> bool;
+    /// Whether every lane is zero.
+    fn all_zero(self) -> bool;
 
     /// An `f64` accumulator with one lane per `f32` lane.
     type Acc: Copy;

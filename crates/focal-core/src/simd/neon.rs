@@ -164,6 +164,11 @@ unsafe impl F32v for F32x4 {
             vminvq_u32(vceqq_f32(d, d)) != 0
         }
     }
+    #[inline(always)]
+    fn all_zero(self) -> bool {
+        // SAFETY: see the impl.
+        unsafe { vminvq_u32(vceqq_f32(self.0, vdupq_n_f32(0.0))) != 0 }
+    }
     type Acc = [f64; 4];
     #[inline(always)]
     fn acc_zero() -> [f64; 4] {

@@ -73,8 +73,10 @@ unsafe impl F32v for F32x8 {
     }
     #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
-        // Unfused: without a guaranteed FMA unit, `f32::mul_add` is a slow library call.
-        F32x8(std::array::from_fn(|i| self.0[i] * b.0[i] + c.0[i]))
+        // Without a guaranteed FMA unit `f32::mul_add` is a slow library call; in f64 the
+        // product is exact, so this rounds like a fused multiply-add (but for rare double
+        // rounding) and keeps the kernels' accuracy.
+        F32x8(std::array::from_fn(|i| (self.0[i] as f64 * b.0[i] as f64 + c.0[i] as f64) as f32))
     }
     #[inline(always)]
     fn max(self, o: Self) -> Self {
@@ -138,6 +140,10 @@ unsafe impl F32v for F32x8 {
     #[inline(always)]
     fn all_finite(self) -> bool {
         self.0.iter().all(|v| v.is_finite())
+    }
+    #[inline(always)]
+    fn all_zero(self) -> bool {
+        self.0.iter().all(|&v| v == 0.0)
     }
     type Acc = [f64; 8];
     #[inline(always)]

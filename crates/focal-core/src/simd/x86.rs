@@ -184,6 +184,11 @@ unsafe impl F32v for F32x16 {
         // SAFETY: see the impl. Class bits: QNaN 0x01, +inf 0x08, -inf 0x10, SNaN 0x80.
         unsafe { _mm512_fpclass_ps_mask::<0x99>(self.0) == 0 }
     }
+    #[inline(always)]
+    fn all_zero(self) -> bool {
+        // SAFETY: see the impl.
+        unsafe { _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(self.0, _mm512_setzero_ps()) == 0 }
+    }
     type Acc = (__m512d, __m512d);
     #[inline(always)]
     fn acc_zero() -> Self::Acc {
@@ -370,6 +375,11 @@ unsafe impl F32v for F32x8Avx {
     fn all_finite(self) -> bool {
         // SAFETY: see the impl. x - x is NaN exactly for NaN and infinite lanes.
         unsafe { _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(_mm256_sub_ps(self.0, self.0), self.0)) == 0 }
+    }
+    #[inline(always)]
+    fn all_zero(self) -> bool {
+        // SAFETY: see the impl.
+        unsafe { _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.0, _mm256_setzero_ps())) == 0 }
     }
     type Acc = (__m256d, __m256d);
     #[inline(always)]

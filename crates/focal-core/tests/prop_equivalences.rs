@@ -1,0 +1,238 @@
+//! Properties that must hold bit for bit: fused == forward + backward, sparse labels == dense
+//! one-hot targets, ignored anchors contribute nothing, half inputs == the f32 path on the
+//! widened values, and the thread count never changes a bit.
+
+mod common;
+
+use common::Rng;
+use focal_core::{
+    DenseTarget, FocalLoss, FocalParams, QualityFocalLoss, Reduction, SigmoidFocalLoss, SimdLevel, SoftmaxFocalLoss,
+    Target, TensorView, TensorViewMut, VarifocalLoss, VarifocalParams,
+};
+use proptest::prelude::*;
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    // +0 and -0 compare equal; everything else, NaN payloads aside, bit for bit.
+    v.iter()
+        .map(|x| {
+            if *x == 0.0 {
+                0
+            } else if x.is_nan() {
+                u32::MAX
+            } else {
+                x.to_bits()
+            }
+        })
+        .collect()
+}
+
+fn level_strategy() -> impl Strategy<Value = SimdLevel> {
+    let levels: Vec<SimdLevel> = SimdLevel::supported().collect();
+    proptest::sample::select(levels)
+}
+
+fn gamma_strategy() -> impl Strategy<Value = f64> {
+    prop_oneof![Just(0.0), Just(1.0), Just(2.0), Just(0.5), Just(1.5), 0.0f64..6.0]
+}
+
+struct Case {
+    rows: usize,
+    classes: usize,
+    x: Vec<f32>,
+    labels: Vec<i32>,
+}
+
+fn case(rows: usize, classes: usize, seed: u64) -> Case {
+    let mut rng = Rng::new(seed);
+    Case { rows, classes, x: rng.logits(rows * classes), labels: rng.labels(rows, classes) }
+}
+
+fn fused_sparse(loss: &SigmoidFocalLoss, c: &Case, x: &[f32], upstream: f64) -> (f64, Vec<f32>) {
+    let mut grad = vec![0.0f32; x.len()];
+    let v = loss
+        .forward_backward(
+            TensorView::new(x, &[c.rows, c.classes]).unwrap(),
+            Target::labels(TensorView::new(&c.labels, &[c.rows]).unwrap()),
+            upstream,
+            TensorViewMut::new(&mut grad, &[c.rows, c.classes]).unwrap(),
+        )
+        .unwrap();
+    (v, grad)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fused_equals_forward_plus_backward(
+        rows in 1usize..40, classes in 1usize..40, seed in any::<u64>(),
+        gamma in gamma_strategy(), level in level_strategy(),
+    ) {
+        let c = case(rows, classes, seed);
+        let loss = SigmoidFocalLoss::new(FocalParams::new(Some(0.25), gamma).unwrap(), Reduction::Normalizer(7.0))
+            .with_simd(level).unwrap();
+        let logits = TensorView::new(&c.x, &[rows, classes]).unwrap();
+        let target = Target::labels(TensorView::new(&c.labels, &[rows]).unwrap());
+        let (fused, fused_grad) = fused_sparse(&loss, &c, &c.x, 0.5);
+        let forward = loss.forward(logits, target).unwrap();
+        let mut grad = vec![0.0f32; c.x.len()];
+        loss.backward(logits, target, 0.5, TensorViewMut::new(&mut grad, &[rows, classes]).unwrap()).unwrap();
+        prop_assert_eq!(fused.to_bits(), forward.to_bits());
+        prop_assert_eq!(bits(&fused_grad), bits(&grad));
+    }
+
+    #[test]
+    fn fused_equals_forward_plus_backward_for_dense_losses(
+        rows in 1usize..30, classes in 1usize..30, seed in any::<u64>(), gamma in gamma_strategy(),
+        level in level_strategy(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let n = rows * classes;
+        let (x, t) = (rng.logits(n), rng.targets(n));
+        let shape = [rows, classes];
+        let logits = TensorView::new(&x, &shape).unwrap();
+        let target = DenseTarget { targets: TensorView::new(&t, &shape).unwrap(), weights: None };
+        fn check<L: FocalLoss>(loss: &L, logits: TensorView<'_, f32>, target: L::Target<'_>, shape: &[usize]) -> Result<(), TestCaseError> {
+            let n = logits.as_slice().len();
+            let (mut g1, mut g2) = (vec![0.0f32; n], vec![0.0f32; n]);
+            let fused = loss.forward_backward(logits, target, 1.0, TensorViewMut::new(&mut g1, shape).unwrap()).unwrap();
+            let forward = loss.forward(logits, target).unwrap();
+            loss.backward(logits, target, 1.0, TensorViewMut::new(&mut g2, shape).unwrap()).unwrap();
+            prop_assert_eq!(fused.to_bits(), forward.to_bits());
+            prop_assert_eq!(bits(&g1), bits(&g2));
+            Ok(())
+        }
+        let sig = SigmoidFocalLoss::new(FocalParams::new(Some(0.25), gamma).unwrap(), Reduction::Sum).with_simd(level).unwrap();
+        check(&sig, logits, Target::Dense(target), &shape)?;
+        let vfl = VarifocalLoss::new(VarifocalParams::new(0.75, gamma, true).unwrap(), Reduction::Mean).with_simd(level).unwrap();
+        check(&vfl, logits, target, &shape)?;
+        let qfl = QualityFocalLoss::new(gamma, Reduction::Sum).unwrap().with_simd(level).unwrap();
+        check(&qfl, logits, target, &shape)?;
+        let labels: Vec<i32> = (0..rows).map(|r| (r % classes) as i32).collect();
+        let soft = SoftmaxFocalLoss::new(FocalParams::new(None, gamma).unwrap(), Reduction::Mean).with_simd(level).unwrap();
+        let xs: Vec<f32> = x.iter().map(|v| v.clamp(-50.0, 50.0)).collect();
+        check(&soft, TensorView::new(&xs, &shape).unwrap(), TensorView::new(&labels, &[rows]).unwrap(), &shape)?;
+    }
+
+    #[test]
+    fn sparse_labels_equal_dense_one_hot_bit_for_bit(
+        rows in 1usize..40, classes in 1usize..40, seed in any::<u64>(), gamma in gamma_strategy(),
+        per_class in any::<bool>(), level in level_strategy(),
+    ) {
+        let c = case(rows, classes, seed);
+        let params = if per_class {
+            FocalParams::per_class((0..classes).map(|k| (k as f64 + 1.0) / (classes as f64 + 2.0)).collect(), gamma).unwrap()
+        } else {
+            FocalParams::new(Some(0.25), gamma).unwrap()
+        };
+        let loss = SigmoidFocalLoss::new(params, Reduction::Normalizer(3.0)).with_simd(level).unwrap();
+        let (sparse, sparse_grad) = fused_sparse(&loss, &c, &c.x, 1.0);
+        // One-hot targets; ignored anchors get weight 0.
+        let mut onehot = vec![0.0f32; rows * classes];
+        let mut weights = vec![1.0f32; rows];
+        for (r, &l) in c.labels.iter().enumerate() {
+            if l >= 0 { onehot[r * classes + l as usize] = 1.0; }
+            if l == -2 { weights[r] = 0.0; }
+        }
+        let mut grad = vec![0.0f32; rows * classes];
+        let dense = loss.forward_backward(
+            TensorView::new(&c.x, &[rows, classes]).unwrap(),
+            Target::weighted(TensorView::new(&onehot, &[rows, classes]).unwrap(), TensorView::new(&weights, &[rows]).unwrap()),
+            1.0,
+            TensorViewMut::new(&mut grad, &[rows, classes]).unwrap(),
+        ).unwrap();
+        prop_assert_eq!(sparse.to_bits(), dense.to_bits(), "sparse {} dense {}", sparse, dense);
+        prop_assert_eq!(bits(&sparse_grad), bits(&grad));
+    }
+
+    #[test]
+    fn ignored_anchors_contribute_nothing(
+        rows in 1usize..40, classes in 1usize..20, seed in any::<u64>(), gamma in gamma_strategy(),
+        junk in prop_oneof![Just(f32::NAN), Just(f32::INFINITY), -1e4f32..1e4],
+    ) {
+        let c = case(rows, classes, seed);
+        let loss = SigmoidFocalLoss::new(FocalParams::new(Some(0.25), gamma).unwrap(), Reduction::Sum);
+        let (before, grad_before) = fused_sparse(&loss, &c, &c.x, 1.0);
+        let mut x = c.x.clone();
+        for (r, &l) in c.labels.iter().enumerate() {
+            if l == -2 { x[r * classes..(r + 1) * classes].fill(junk); }
+        }
+        let (after, grad_after) = fused_sparse(&loss, &c, &x, 1.0);
+        prop_assert_eq!(before.to_bits(), after.to_bits());
+        prop_assert_eq!(bits(&grad_before), bits(&grad_after));
+        for (r, &l) in c.labels.iter().enumerate() {
+            if l == -2 { prop_assert!(grad_after[r * classes..(r + 1) * classes].iter().all(|&g| g == 0.0)); }
+        }
+    }
+
+    #[test]
+    fn half_inputs_equal_the_f32_path_on_widened_values(
+        rows in 1usize..30, classes in 1usize..30, seed in any::<u64>(), gamma in gamma_strategy(),
+        level in level_strategy(),
+    ) {
+        let c = case(rows, classes, seed);
+        let loss = SigmoidFocalLoss::new(FocalParams::new(Some(0.25), gamma).unwrap(), Reduction::Normalizer(5.0))
+            .with_simd(level).unwrap();
+        let shape = [rows, classes];
+        let labels = Target::labels(TensorView::new(&c.labels, &[rows]).unwrap());
+        let x16: Vec<half::f16> = c.x.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let xb16: Vec<half::bf16> = c.x.iter().map(|&v| half::bf16::from_f32(v)).collect();
+        for widened in [x16.iter().map(|v| v.to_f32()).collect::<Vec<f32>>(), xb16.iter().map(|v| v.to_f32()).collect()] {
+            let (v32, g32) = fused_sparse(&loss, &c, &widened, 1.0);
+            let is_f16 = widened.iter().zip(&x16).all(|(a, b)| a.to_bits() == b.to_f32().to_bits());
+            let mut g_f32 = vec![0.0f32; widened.len()];
+            let mut g_half = vec![0u16; widened.len()];
+            let (v_a, v_b);
+            if is_f16 {
+                let xv = TensorView::new(&x16, &shape).unwrap();
+                v_a = loss.forward_backward(xv, labels, 1.0, TensorViewMut::new(&mut g_f32, &shape).unwrap()).unwrap();
+                let mut gh = vec![half::f16::ZERO; widened.len()];
+                v_b = loss.forward_backward(xv, labels, 1.0, TensorViewMut::new(&mut gh, &shape).unwrap()).unwrap();
+                for (o, h) in g_half.iter_mut().zip(&gh) { *o = h.to_bits(); }
+                let expected: Vec<u16> = g32.iter().map(|&g| half::f16::from_f32(g).to_bits()).collect();
+                prop_assert_eq!(&g_half, &expected);
+            } else {
+                let xv = TensorView::new(&xb16, &shape).unwrap();
+                v_a = loss.forward_backward(xv, labels, 1.0, TensorViewMut::new(&mut g_f32, &shape).unwrap()).unwrap();
+                let mut gh = vec![half::bf16::ZERO; widened.len()];
+                v_b = loss.forward_backward(xv, labels, 1.0, TensorViewMut::new(&mut gh, &shape).unwrap()).unwrap();
+                for (o, h) in g_half.iter_mut().zip(&gh) { *o = h.to_bits(); }
+                let expected: Vec<u16> = g32.iter().map(|&g| half::bf16::from_f32(g).to_bits()).collect();
+                prop_assert_eq!(&g_half, &expected);
+            }
+            prop_assert_eq!(v_a.to_bits(), v32.to_bits());
+            prop_assert_eq!(v_b.to_bits(), v32.to_bits());
+            prop_assert_eq!(bits(&g_f32), bits(&g32));
+        }
+    }
+}
+
+#[test]
+fn results_are_bit_identical_whatever_the_thread_count() {
+    // Large enough for many chunks (the chunk size is 16K elements).
+    let c = case(20_011, 80, 99);
+    let mut rng = Rng::new(5);
+    let t = rng.targets(c.x.len());
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let sparse = SigmoidFocalLoss::new(FocalParams::new(Some(0.25), 1.5).unwrap(), Reduction::Normalizer(20.0));
+            let (v, g) = fused_sparse(&sparse, &c, &c.x, 1.0);
+            let mut gd = vec![0.0f32; c.x.len()];
+            let vd = QualityFocalLoss::new(2.0, Reduction::Sum)
+                .unwrap()
+                .forward_backward(
+                    TensorView::new(&c.x, &[c.rows, c.classes]).unwrap(),
+                    DenseTarget { targets: TensorView::new(&t, &[c.rows, c.classes]).unwrap(), weights: None },
+                    1.0,
+                    TensorViewMut::new(&mut gd, &[c.rows, c.classes]).unwrap(),
+                )
+                .unwrap();
+            (v.to_bits(), bits(&g), vd.to_bits(), bits(&gd))
+        })
+    };
+    let one = run(1);
+    for threads in [2, 3, 8] {
+        assert!(run(threads) == one, "{threads} threads differ from 1 thread");
+    }
+}
