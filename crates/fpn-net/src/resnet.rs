@@ -298,9 +298,14 @@ impl ResNet {
         Ok(())
     }
 
-    /// Output of stage `s` (0 = `layer1` = C2, ..., 3 = `layer4` = C5) from the last forward.
-    /// Panics when `s > 3`.
-    pub fn stage_output(&self, s: usize) -> &Tensor4 {
+    /// Output of stage `s` (0 = `layer1` = C2, ..., 3 = `layer4` = C5) from the last forward,
+    /// `None` when `s > 3`.
+    pub fn stage_output(&self, s: usize) -> Option<&Tensor4> {
+        self.stages.get(s).and_then(|blocks| blocks.last()).map(Block::output)
+    }
+
+    /// Stage `s < 4`'s output.
+    pub(crate) fn stage_at(&self, s: usize) -> &Tensor4 {
         // Every stage has at least two blocks.
         self.stages[s][self.stages[s].len() - 1].output()
     }
@@ -329,7 +334,7 @@ impl ResNet {
             }
         }
         self.input_dims = x.dims();
-        Ok([0, 1, 2, 3].map(|s| self.stage_output(s)))
+        Ok([0, 1, 2, 3].map(|s| self.stage_at(s)))
     }
 
     /// Backward from the gradients of C2..C5 (`None` where a stage output is unused):
@@ -345,7 +350,7 @@ impl ResNet {
         }
         for (s, d) in d_stages.iter().enumerate() {
             if let Some(d) = d {
-                crate::tensor::check_same("ResNet stage gradient", self.stage_output(s), d)?;
+                crate::tensor::check_same("ResNet stage gradient", self.stage_at(s), d)?;
             }
         }
         // Units in forward order: the stem, then every block. Backward runs down to the

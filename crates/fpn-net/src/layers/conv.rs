@@ -368,7 +368,7 @@ impl Plan {
         let (o, k, hw_out) = (self.o, self.k, self.hw_out);
         for (rows, c0, cols) in self.tiles() {
             let rhs = if self.cfg.is_pointwise() {
-                MatRef { data: &x.image(n)[c0..], rows: k, cols, rs: hw_out, cs: 1 }
+                MatRef { data: &x.image_at(n)[c0..], rows: k, cols, rs: hw_out, cs: 1 }
             } else {
                 col.resize(k * cols, 0.0);
                 im2col(&self.cfg, x, n, self.out_dims, rows, col, threads);
@@ -401,7 +401,7 @@ impl Plan {
             let dy_tile = MatRef { data: &dy_n[c0..], rows: o, cols, rs: hw_out, cs: 1 };
             if let Some(dw) = dw.as_deref_mut() {
                 let x_t = if pointwise {
-                    MatRef { data: &x.image(n)[c0..], rows: cols, cols: k, rs: 1, cs: hw_out }
+                    MatRef { data: &x.image_at(n)[c0..], rows: cols, cols: k, rs: 1, cs: hw_out }
                 } else {
                     col.resize(k * cols, 0.0);
                     im2col(&self.cfg, x, n, self.out_dims, rows.clone(), col, threads);
@@ -439,7 +439,7 @@ impl Epilogue<'_> {
         let Epilogue::Affine { scale, shift, residual, relu } = *self else {
             return;
         };
-        let residual = residual.map(|r| r.image(n));
+        let residual = residual.map(|r| r.image_at(n));
         y_n.par_chunks_mut(row_len.max(1))
             .with_min_len((4096 / cols.len().max(1)).max(threads.min_len()))
             .enumerate()
@@ -532,7 +532,7 @@ fn im2col(
     let [sy, sx] = cfg.stride;
     col.par_chunks_mut(rows_per_channel * ho * wo).with_min_len(threads.min_len()).enumerate().for_each(
         |(c, block)| {
-            let plane = x.plane(n, c);
+            let plane = x.plane_at(n, c);
             for (r, row) in block.chunks_mut(ho * wo).enumerate() {
                 let (off_y, off_x) = kernel_offsets(cfg, r);
                 let (y_lo, y_hi) = valid_range(off_y, sy, h, out_h);
