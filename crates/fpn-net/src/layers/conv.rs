@@ -274,9 +274,9 @@ impl Conv2d {
             self.scratch.par_iter_mut().zip(dx_images.par_iter_mut()).enumerate().for_each(|(n, (s, dx_n))| {
                 let dy_n = &dy.as_slice()[n * o * hw_out..(n + 1) * o * hw_out];
                 let dw = want_dw.then(|| {
-                    s.dw.clear();
+                    // Every element is written by the first tile's product (no zeroing needed).
                     s.dw.resize(weight.len(), 0.0);
-                    &mut s.dw[..]
+                    (&mut s.dw[..], false)
                 });
                 let dx_n = dx_n.as_deref_mut().map(|d| (d, accumulate));
                 plan.backward_image(weight, x, n, dy_n, dw, dx_n, &mut s.col, Threads::One);
@@ -291,7 +291,7 @@ impl Conv2d {
             let mut dx_images: Option<std::slice::ChunksMut<'_, f32>> = dx_data.map(|d| d.chunks_mut(image_len));
             for n in 0..x.n() {
                 let dy_n = &dy.as_slice()[n * o * hw_out..(n + 1) * o * hw_out];
-                let dw = want_dw.then_some(&mut self.weight.grad[..]);
+                let dw = want_dw.then_some((&mut self.weight.grad[..], true));
                 let dx_n = dx_images.as_mut().and_then(|it| it.next()).map(|d| (d, accumulate));
                 plan.backward_image(weight, x, n, dy_n, dw, dx_n, &mut self.scratch[0].col, Threads::All);
             }
@@ -379,7 +379,8 @@ impl Plan {
         }
     }
 
-    /// One image's backward: `dw += dY x^T` (unfolded), `dx (+)= fold(W^T dY)`.
+    /// One image's backward: `dw (+)= dY x^T` (unfolded; the flag says whether the first tile
+    /// adds to `dw` or overwrites it), `dx (+)= fold(W^T dY)`.
     #[allow(clippy::too_many_arguments)]
     fn backward_image(
         &self,
@@ -387,7 +388,7 @@ impl Plan {
         x: &Tensor4,
         n: usize,
         dy_n: &[f32],
-        mut dw: Option<&mut [f32]>,
+        mut dw: Option<(&mut [f32], bool)>,
         mut dx_n: Option<(&mut [f32], bool)>,
         col: &mut Vec<f32>,
         threads: Threads,
@@ -399,7 +400,7 @@ impl Plan {
         // whatever the thread count.
         for (rows, c0, cols) in self.tiles() {
             let dy_tile = MatRef { data: &dy_n[c0..], rows: o, cols, rs: hw_out, cs: 1 };
-            if let Some(dw) = dw.as_deref_mut() {
+            if let Some((dw, accumulate)) = dw.as_mut() {
                 let x_t = if pointwise {
                     MatRef { data: &x.image_at(n)[c0..], rows: cols, cols: k, rs: 1, cs: hw_out }
                 } else {
@@ -407,7 +408,8 @@ impl Plan {
                     im2col(&self.cfg, x, n, self.out_dims, rows.clone(), col, threads);
                     MatRef::transposed(col, cols, k)
                 };
-                matmul(dw, k, true, dy_tile, x_t, parallel);
+                matmul(dw, k, *accumulate, dy_tile, x_t, parallel);
+                *accumulate = true;
             }
             if let Some((dx_n, accumulate)) = dx_n.as_mut() {
                 let w_t = MatRef::transposed(weight, k, o);
