@@ -12,7 +12,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   bench [--quick] [--json FILE] [--threads N] [SUITE...]
         throughput tables, ours beside the memory floor and the PyTorch baselines
-        (suites: focal, anchors, gpu; torch rows need `$FOCAL_PYTHON` or python3 with torch)
+        suites: focal (the default), anchors, fpn, gpu, all; torch rows need
+        `$FOCAL_PYTHON` (or python3) with torch and torchvision
   build-kernels [--check]
         kernels/*.cu -> PTX + manifest for focal-cuda (pinned nvcc 13.0)
   check-kernels [--quick] [--seed N]

@@ -9,6 +9,7 @@
 pub mod anchors;
 pub mod focal;
 pub mod gpu;
+pub mod fpn;
 
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -50,6 +51,9 @@ impl Row {
     }
 }
 
+/// The suites `cargo xtask bench` knows.
+pub const SUITES: [&str; 5] = ["focal", "anchors", "fpn", "gpu", "all"];
+
 /// Command-line options of `cargo xtask bench`.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -57,7 +61,7 @@ pub struct Options {
     pub quick: bool,
     /// Also write the rows as JSON here.
     pub json: Option<PathBuf>,
-    /// Suites to run; empty means all.
+    /// Suites to run; empty means the main job (`focal`), `all` means every suite.
     pub suites: Vec<String>,
     /// Threads for every implementation (ours and the Python baselines); 0 = all cores.
     pub threads: usize,
@@ -76,7 +80,8 @@ impl Options {
                     opts.threads = it.next().context("--threads needs a number")?.parse().context("--threads N")?
                 }
                 s if s.starts_with('-') => bail!("unknown option `{s}`"),
-                s => opts.suites.push(s.to_string()),
+                s if SUITES.contains(&s) => opts.suites.push(s.to_string()),
+                s => bail!("unknown suite `{s}`: expected one of {SUITES:?}"),
             }
         }
         if opts.threads == 0 {
@@ -91,7 +96,10 @@ impl Options {
     }
 
     fn wants(&self, suite: &str) -> bool {
-        self.suites.is_empty() || self.suites.iter().any(|s| s == suite)
+        if self.suites.is_empty() {
+            return suite == "focal";
+        }
+        self.suites.iter().any(|s| s == suite || s == "all")
     }
 }
 
@@ -239,6 +247,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if opts.wants("gpu") {
         all.extend(gpu::run(&opts)?);
+    }
+    if opts.wants("fpn") {
+        all.extend(fpn::run(&opts)?);
     }
     if let Some(path) = &opts.json {
         let json = serde_json::Value::Array(all.iter().map(Row::to_json).collect());
