@@ -8,8 +8,8 @@
 
 pub mod anchors;
 pub mod focal;
-pub mod gpu;
 pub mod fpn;
+pub mod gpu;
 
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
