@@ -6,6 +6,7 @@
 //! (regenerated from the same seed) and with the same thread count. Ratios are printed against
 //! a named reference row of the same group and shape.
 
+pub mod anchors;
 pub mod focal;
 
 use anyhow::{Context, Result, bail};
@@ -227,6 +228,9 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut all = Vec::new();
     if opts.wants("focal") {
         all.extend(focal::run(&opts)?);
+    }
+    if opts.wants("anchors") {
+        all.extend(anchors::run(&opts)?);
     }
     if let Some(path) = &opts.json {
         let json = serde_json::Value::Array(all.iter().map(Row::to_json).collect());
