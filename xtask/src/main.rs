@@ -9,7 +9,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   bench [--quick] [--json FILE] [--threads N] [SUITE...]
         throughput tables, ours beside the memory floor and the PyTorch baselines
-        (suites: focal, anchors; torch rows need `$FOCAL_PYTHON` or python3 with torch)";
+        (suites: focal, anchors, fpn; torch rows need `$FOCAL_PYTHON` or python3 with torch)";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

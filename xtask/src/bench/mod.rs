@@ -8,6 +8,7 @@
 
 pub mod anchors;
 pub mod focal;
+pub mod fpn;
 
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -231,6 +232,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if opts.wants("anchors") {
         all.extend(anchors::run(&opts)?);
+    }
+    if opts.wants("fpn") {
+        all.extend(fpn::run(&opts)?);
     }
     if let Some(path) = &opts.json {
         let json = serde_json::Value::Array(all.iter().map(Row::to_json).collect());
