@@ -7,7 +7,8 @@ fn main() -> anyhow::Result<()> {
     let n_train = args.get(1).copied().unwrap_or(64);
     let data = SyntheticConfig::small(n_train, 1).generate()?;
     let val = SyntheticConfig::small(32, 99).generate()?;
-    let model = RetinaNet::new(ModelConfig::tiny(3), 0)?;
+    let gn = std::env::var("GN").is_ok();
+    let model = RetinaNet::new(ModelConfig { head_group_norm: gn, ..ModelConfig::tiny(3) }, 0)?;
     let lr: f32 = std::env::var("LR").ok().and_then(|v| v.parse().ok()).unwrap_or(0.01);
     let mut trainer = Trainer::new(
         model,
