@@ -2,6 +2,8 @@
 //! measure the same thing.
 #![warn(missing_docs)]
 
+pub mod anchors;
+
 use rayon::prelude::*;
 
 /// RetinaNet at 800x1216: the sum over P3-P7 of H*W*9 anchors.

@@ -471,22 +471,37 @@ pub fn assign_image_reference(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synthetic::random_boxes;
+    use proptest::prelude::*;
 
-    #[test]
-    fn avx2_block_equals_portable_block() {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            let anchors = Anchors::from_boxes(random_boxes(1, 3000, 300.0, 4.0, 90.0)).unwrap();
-            let gts = random_boxes(2, 17, 300.0, 4.0, 120.0);
-            for block in 0..anchors.chunk_bounds.len() {
-                let n = (anchors.len() - block * ASSIGN_CHUNK).min(ASSIGN_CHUNK);
-                let mut a = (vec![0; n], vec![0.0; n], vec![0.0; gts.len()]);
-                let mut b = a.clone();
-                best_matches_in_block_body(&anchors, block, &gts, &mut a.0, &mut a.1, &mut a.2);
-                // SAFETY: AVX2 support checked above.
-                unsafe { best_matches_in_block_avx2(&anchors, block, &gts, &mut b.0, &mut b.1, &mut b.2) };
-                assert_eq!(a, b);
+    fn boxes(n: std::ops::Range<usize>) -> impl Strategy<Value = Vec<BoxXyxy>> {
+        proptest::collection::vec(
+            (0.0f32..300.0, 0.0f32..300.0, 4.0f32..120.0, 4.0f32..120.0).prop_map(|(x, y, w, h)| [x, y, x + w, y + h]),
+            n,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 16,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(7),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn avx2_block_equals_portable_block(anchor_boxes in boxes(2000..5000), gts in boxes(1..20)) {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                let anchors = Anchors::from_boxes(anchor_boxes).unwrap();
+                for block in 0..anchors.chunk_bounds.len() {
+                    let n = (anchors.len() - block * ASSIGN_CHUNK).min(ASSIGN_CHUNK);
+                    let mut a = (vec![0; n], vec![0.0; n], vec![0.0; gts.len()]);
+                    let mut b = a.clone();
+                    best_matches_in_block_body(&anchors, block, &gts, &mut a.0, &mut a.1, &mut a.2);
+                    // SAFETY: AVX2 support checked above.
+                    unsafe { best_matches_in_block_avx2(&anchors, block, &gts, &mut b.0, &mut b.1, &mut b.2) };
+                    prop_assert_eq!(a, b);
+                }
             }
         }
     }

@@ -1,5 +1,9 @@
 //! RetinaNet's box machinery on the CPU: anchors, IoU, matching, target assignment, box coding
-//! and NMS, bit-exact against torchvision by default and several times faster.
+//! and NMS, matching torchvision by default and many times faster.
+//!
+//! Anchors, IoU/GIoU, matches, labels and NMS keep lists are bit-identical to torchvision's;
+//! values that go through `exp` or `ln` (encoded `dw, dh`, decoded boxes, sigmoid scores) agree
+//! to a few ulps, since torch uses its own vectorised `exp`/`log`.
 //!
 //! * [`generator`]: torchvision's `AnchorGenerator` (integer-truncated sizes, `f32` cell anchors
 //!   rounded half to even, strides from image and feature-map sizes, no half-stride offset),
@@ -13,7 +17,6 @@
 //! * [`coder`]: `BoxCoder` encode/decode with weights and the `ln(1000/16)` clamp.
 //! * [`nms`]: greedy and class-aware NMS with torchvision's keep order.
 //! * [`postprocess`]: RetinaNet's detection post-processing.
-//! * [`synthetic`]: seeded synthetic scenes for benchmarks and tests.
 //!
 //! # Example
 //! ```
@@ -44,9 +47,9 @@ pub mod coder;
 pub mod error;
 pub mod generator;
 pub mod matcher;
+mod math;
 pub mod nms;
 pub mod postprocess;
-pub mod synthetic;
 
 pub use assign::{AssignedTargets, GroundTruth, ImageTargets, TargetAssigner, assign_image_reference};
 pub use boxes::{BoxXyxy, box_iou, generalized_box_iou};

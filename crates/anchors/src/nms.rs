@@ -403,22 +403,35 @@ mod tests {
 #[cfg(test)]
 mod simd_tests {
     use super::*;
-    use crate::synthetic::clustered_detections;
+    use proptest::prelude::*;
 
-    #[test]
-    fn avx2_suppress_equals_portable_suppress() {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            let (boxes, _, _) = clustered_detections(3, 500, 200.0, 1);
-            let c = Columns::gather(&boxes, &(0..boxes.len()).collect::<Vec<_>>(), |_| 0.0);
-            let cols = [&c.x1[1..], &c.y1[1..], &c.x2[1..], &c.y2[1..], &c.area[1..]];
-            let kept = [c.x1[0], c.y1[0], c.x2[0], c.y2[0], c.area[0]];
-            for t in [0.1f32, 0.5, 0.9] {
-                let (mut a, mut b) = (vec![0u8; 499], vec![0u8; 499]);
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 64,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(11),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn avx2_suppress_equals_portable_suppress(
+            boxes in proptest::collection::vec(
+                (0.0f32..60.0, 0.0f32..60.0, 1.0f32..40.0, 1.0f32..40.0).prop_map(|(x, y, w, h)| [x, y, x + w, y + h]),
+                2..300,
+            ),
+            t in 0.0f32..1.0,
+        ) {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                let n = boxes.len();
+                let c = Columns::gather(&boxes, &(0..n).collect::<Vec<_>>(), |_| 0.0);
+                let cols = [&c.x1[1..], &c.y1[1..], &c.x2[1..], &c.y2[1..], &c.area[1..]];
+                let kept = [c.x1[0], c.y1[0], c.x2[0], c.y2[0], c.area[0]];
+                let (mut a, mut b) = (vec![0u8; n - 1], vec![0u8; n - 1]);
                 let na = suppress_body(kept, cols, &mut a, t);
                 // SAFETY: AVX2 support checked above.
                 let nb = unsafe { suppress_avx2(kept, cols, &mut b, t) };
-                assert_eq!((na, &a), (nb, &b));
+                prop_assert_eq!((na, a), (nb, b));
             }
         }
     }

@@ -138,6 +138,26 @@ struct SigmoidParts<V> {
     sp_neg: V,
 }
 
+/// [`SigmoidParts`] plus what every soft-target loss derives from them for targets `t`.
+struct SoftParts<V> {
+    s: SigmoidParts<V>,
+    /// 1 - t
+    omt: V,
+    /// BCE(x, t) = t softplus(-x) + (1 - t) softplus(x)
+    ce: V,
+    /// p - t = (1 - t) p - t (1 - p), exact at t = 0 and t = 1
+    p_minus_t: V,
+}
+
+#[inline(always)]
+fn soft_parts<V: F32v>(x: V, t: V) -> SoftParts<V> {
+    let s = sigmoid_parts(x);
+    let omt = V::splat(1.0).sub(t);
+    let ce = t.mul_add(s.sp_neg, omt.mul(s.sp_pos));
+    let p_minus_t = omt.mul(s.p).sub(t.mul(s.pm));
+    SoftParts { s, omt, ce, p_minus_t }
+}
+
 #[inline(always)]
 fn sigmoid_parts<V: F32v>(x: V) -> SigmoidParts<V> {
     let zero = V::splat(0.0);
@@ -198,9 +218,7 @@ impl DenseElement for SigmoidSoft {
         let zero = V::splat(0.0);
         let one = V::splat(1.0);
         let gamma = V::splat(self.gamma);
-        let s = sigmoid_parts(x);
-        let omt = one.sub(t);
-        let ce = t.mul_add(s.sp_neg, omt.mul(s.sp_pos));
+        let SoftParts { s, omt, ce, p_minus_t: dce } = soft_parts(x, t);
         let w = t.mul_add(s.pm, omt.mul(s.p));
         // log(w) is exact for hard targets, where w is p or 1 - p.
         let wg = self.power.apply(
@@ -213,7 +231,6 @@ impl DenseElement for SigmoidSoft {
         let a_pos: V = AlphaLanes::load(&self.alpha_pos, uniform, j, len);
         let a_neg: V = AlphaLanes::load(&self.alpha_neg, uniform, j, len);
         let at = a_pos.mul_add(t, a_neg.mul(omt));
-        let dce = omt.mul(s.p).sub(t.mul(s.pm));
         let dwg = gamma.mul(wg).mul(ratio).mul(one.sub(t.add(t)));
         let loss = at.mul(wg).mul(ce);
         let grad = at.mul(dwg.mul_add(ce, wg.mul(dce)));
@@ -250,12 +267,10 @@ impl DenseElement for Varifocal {
         let one = V::splat(1.0);
         let gamma = V::splat(self.gamma);
         let alpha = V::splat(self.alpha);
-        let s = sigmoid_parts(x);
-        let omt = one.sub(t);
-        let ce = t.mul_add(s.sp_neg, omt.mul(s.sp_pos));
+        let SoftParts { s, ce, p_minus_t, .. } = soft_parts(x, t);
         let wpos = if self.iou_weighted { t } else { one };
         let loss_pos = wpos.mul(ce);
-        let grad_pos = wpos.mul(omt.mul(s.p).sub(t.mul(s.pm)));
+        let grad_pos = wpos.mul(p_minus_t);
         let pg = self.power.apply(s.p, || s.sp_neg.neg(), gamma);
         let apg = alpha.mul(pg);
         let loss_neg = apg.mul(s.sp_pos);
@@ -281,10 +296,7 @@ impl DenseElement for QualityFocal {
         let zero = V::splat(0.0);
         let one = V::splat(1.0);
         let beta = V::splat(self.beta);
-        let s = sigmoid_parts(x);
-        let omt = one.sub(t);
-        let ce = t.mul_add(s.sp_neg, omt.mul(s.sp_pos));
-        let d = omt.mul(s.p).sub(t.mul(s.pm));
+        let SoftParts { s, ce, p_minus_t: d, .. } = soft_parts(x, t);
         let ad = d.abs();
         let db = self.power.apply(
             ad,

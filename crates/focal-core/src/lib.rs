@@ -15,6 +15,29 @@
 //! Label codes follow torchvision's `Matcher`: `0..C` a class, [`labels::BACKGROUND`] (-1),
 //! [`labels::IGNORE`] (-2). Logits are `[A, C]` or `[B, A, C]`, row-major.
 //!
+//! # Example
+//! RetinaNet's classification loss and its gradient in one pass:
+//! ```
+//! use focal_core::labels::retinanet_normalizer;
+//! use focal_core::{FocalLoss, FocalParams, Reduction, SigmoidFocalLoss, Target, TensorView, TensorViewMut};
+//!
+//! let (anchors, classes) = (4, 3);
+//! let logits = vec![-4.6f32; anchors * classes];
+//! let labels = [2, -1, -2, -1]; // class 2, background, ignored, background
+//! let loss = SigmoidFocalLoss::new(FocalParams::retinanet(), Reduction::Normalizer(retinanet_normalizer(&labels)));
+//! let mut grad = vec![0.0f32; logits.len()];
+//! let value = loss.forward_backward(
+//!     TensorView::new(&logits, &[anchors, classes])?,
+//!     Target::labels(TensorView::new(&labels, &[anchors])?),
+//!     1.0,
+//!     TensorViewMut::new(&mut grad, &[anchors, classes])?,
+//! )?;
+//! assert!(value > 0.0);
+//! assert!(grad[2] < 0.0); // the positive's logit is pushed up
+//! assert!(grad[6..9].iter().all(|&g| g == 0.0)); // the ignored anchor gets nothing
+//! # Ok::<(), focal_core::FocalError>(())
+//! ```
+//!
 //! # Feature flags
 //! * `ndarray` (default): [`TensorView::from_ndarray`] and [`TensorViewMut::from_ndarray`].
 //!

@@ -4,7 +4,7 @@
 use crate::element::Element;
 use crate::engine;
 use crate::error::Result;
-use crate::kernel::{DenseKernel, HardTargets, SigmoidSoft, SigmoidSparse, WeightsRef};
+use crate::kernel::{DenseElement, DenseKernel, HardTargets, SigmoidSoft, SigmoidSparse, WeightsRef};
 use crate::labels::validate_labels;
 use crate::loss::{FocalLoss, Outputs, check_level, common_checks, is_f64, split_outputs, to_f64, write_f64_outputs};
 use crate::params::{FocalParams, Reduction};
@@ -147,16 +147,30 @@ impl FocalLoss for SigmoidFocalLoss {
                 engine::run(self.simd, &kernel, logits.as_slice(), classes, loss_out, grad_out)
             }
             Target::Dense(dense) => {
-                let kernel = DenseKernel {
-                    element: SigmoidSoft::new(self.params.alpha(), classes, gamma, grad_scale),
-                    classes,
-                    targets: dense.targets.as_slice(),
-                    weights: weights_ref(logits.shape(), &dense),
-                    grad_scale: grad_scale as f32,
-                };
-                engine::run(self.simd, &kernel, logits.as_slice(), classes, loss_out, grad_out)
+                let element = SigmoidSoft::new(self.params.alpha(), classes, gamma, grad_scale);
+                run_dense(self.simd, element, logits, dense, (loss_out, grad_out), grad_scale)
             }
         };
         Ok(sum * scale)
     }
+}
+
+/// The f32/half path of a dense-target loss, after validation: runs `element` over the logits.
+pub(crate) fn run_dense<T: Element, O: Element, G: Element, E: DenseElement>(
+    simd: SimdLevel,
+    element: E,
+    logits: TensorView<'_, T>,
+    target: DenseTarget<'_>,
+    outputs: (Option<&mut [O]>, Option<&mut [G]>),
+    grad_scale: f64,
+) -> f64 {
+    let classes = logits.shape().last();
+    let kernel = DenseKernel {
+        element,
+        classes,
+        targets: target.targets.as_slice(),
+        weights: weights_ref(logits.shape(), &target),
+        grad_scale: grad_scale as f32,
+    };
+    engine::run(simd, &kernel, logits.as_slice(), classes, outputs.0, outputs.1)
 }

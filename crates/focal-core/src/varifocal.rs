@@ -2,13 +2,12 @@
 //! IoU-aware soft targets.
 
 use crate::element::Element;
-use crate::engine;
 use crate::error::Result;
-use crate::kernel::{DenseKernel, Power, QualityFocal, Varifocal};
+use crate::kernel::{Power, QualityFocal, Varifocal};
 use crate::loss::{FocalLoss, Outputs, check_level, common_checks, is_f64, split_outputs, to_f64, write_f64_outputs};
 use crate::params::{Reduction, VarifocalParams, check_beta};
 use crate::reference;
-use crate::sigmoid::{DenseTarget, check_dense, weights_ref};
+use crate::sigmoid::{DenseTarget, check_dense, run_dense};
 use crate::simd::SimdLevel;
 use crate::tensor::{Tensor, TensorView};
 
@@ -58,19 +57,13 @@ impl FocalLoss for VarifocalLoss {
             return Ok(write_f64_outputs(out, loss_out, grad_out));
         }
         let p = self.params;
-        let kernel = DenseKernel {
-            element: Varifocal {
-                alpha: p.alpha() as f32,
-                gamma: p.gamma() as f32,
-                power: Power::of(p.gamma()),
-                iou_weighted: p.iou_weighted(),
-            },
-            classes,
-            targets: target.targets.as_slice(),
-            weights: weights_ref(logits.shape(), &target),
-            grad_scale: grad_scale as f32,
+        let element = Varifocal {
+            alpha: p.alpha() as f32,
+            gamma: p.gamma() as f32,
+            power: Power::of(p.gamma()),
+            iou_weighted: p.iou_weighted(),
         };
-        Ok(engine::run(self.simd, &kernel, logits.as_slice(), classes, loss_out, grad_out) * scale)
+        Ok(run_dense(self.simd, element, logits, target, (loss_out, grad_out), grad_scale) * scale)
     }
 }
 
@@ -123,13 +116,7 @@ impl FocalLoss for QualityFocalLoss {
             let out = reference::quality_focal(&x, classes, &t, w.as_deref(), self.beta, self.reduction, upstream)?;
             return Ok(write_f64_outputs(out, loss_out, grad_out));
         }
-        let kernel = DenseKernel {
-            element: QualityFocal { beta: self.beta as f32, power: Power::of(self.beta) },
-            classes,
-            targets: target.targets.as_slice(),
-            weights: weights_ref(logits.shape(), &target),
-            grad_scale: grad_scale as f32,
-        };
-        Ok(engine::run(self.simd, &kernel, logits.as_slice(), classes, loss_out, grad_out) * scale)
+        let element = QualityFocal { beta: self.beta as f32, power: Power::of(self.beta) };
+        Ok(run_dense(self.simd, element, logits, target, (loss_out, grad_out), grad_scale) * scale)
     }
 }

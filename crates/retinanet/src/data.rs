@@ -1,7 +1,7 @@
 //! Images with boxes: the built-in synthetic dataset, and samples read from COCO files.
 
 use anchors::BoxXyxy;
-use anchors::synthetic::SplitMix64;
+use crate::init::SplitMix64;
 
 use crate::error::{Result, config_error};
 

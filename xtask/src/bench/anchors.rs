@@ -7,32 +7,18 @@
 
 use super::{Options, Row, measure_interleaved, print_table, python_has, run_python_rows};
 use anchors::nms::nms_reference;
-use anchors::synthetic::{SplitMix64, clustered_detections, random_boxes, random_codes};
 use anchors::{
     AnchorConfig, AnchorGenerator, AssignedTargets, BoxCoder, GroundTruth, PostprocessConfig, TargetAssigner,
     assign_image_reference, batched_nms, nms, postprocess_batch,
 };
 use anyhow::{Context, Result, ensure};
+use focal_benches::COCO_CLASSES;
+use focal_benches::anchors::{GRIDS_800, clustered_detections, ground_truth, head_outputs, random_codes};
 
-/// RetinaNet anchors for an 800 x 800 padded image (P3..P7: 100, 50, 25, 13, 7 cells a side).
-pub const RETINANET_800_GRIDS: [[u32; 2]; 5] = [[100, 100], [50, 50], [25, 25], [13, 13], [7, 7]];
 /// Ground-truth boxes per image in the assignment rows.
 pub const GT_COUNTS: [usize; 2] = [10, 100];
 /// Boxes in the NMS rows.
 pub const NMS_COUNTS: [usize; 2] = [1_000, 10_000];
-
-/// COCO classes, for the post-processing row.
-pub const COCO_CLASSES: usize = 80;
-
-/// Seeded head outputs `[A, C]` logits and `[A]` regression codes like a trained RetinaNet's:
-/// 0.2% of the logits spread over [-3, 3), the rest in [-9, -3) (below the 0.05 threshold).
-fn head_outputs(anchors: usize, classes: usize, seed: u64) -> (Vec<f32>, Vec<[f32; 4]>) {
-    let mut rng = SplitMix64::new(seed);
-    let logits = (0..anchors * classes)
-        .map(|_| if rng.below(1000) < 2 { rng.uniform(-3.0, 3.0) } else { rng.uniform(-9.0, -3.0) })
-        .collect();
-    (logits, random_codes(seed + 1, anchors, 0.5))
-}
 
 /// Runs the suite and prints its table.
 pub fn run(opts: &Options) -> Result<Vec<Row>> {
@@ -49,14 +35,11 @@ struct Named {
 
 fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
     let generator = AnchorGenerator::new(AnchorConfig::torchvision_retinanet())?;
-    let anchors = generator.generate([800, 800], &RETINANET_800_GRIDS)?;
+    let anchors = generator.generate([800, 800], &GRIDS_800)?;
     let a = anchors.len();
     let assigner = TargetAssigner::retinanet();
     let coder = BoxCoder::retinanet();
-    let gts: Vec<(Vec<[f32; 4]>, Vec<i32>)> = GT_COUNTS
-        .iter()
-        .map(|&m| (random_boxes(m as u64, m, 700.0, 16.0, 400.0), (0..m as i32).map(|i| i % 80).collect()))
-        .collect();
+    let gts: Vec<(Vec<[f32; 4]>, Vec<i32>)> = GT_COUNTS.iter().map(|&m| ground_truth(m)).collect();
     let scenes: Vec<_> = NMS_COUNTS.iter().map(|&n| clustered_detections(n as u64, n, 800.0, 80)).collect();
     let codes = random_codes(7, a, 1.0);
     let (head_logits, head_regression) = head_outputs(a, COCO_CLASSES, 11);
