@@ -33,7 +33,11 @@ fn main() -> anyhow::Result<()> {
     let imgs: Vec<_> = val.iter().map(|s| &s.image).collect();
     let dets =
         retinanet::infer::detect(&mut trainer.model, &imgs, 8, &anchors::PostprocessConfig::torchvision_retinanet())?;
-    let stats = retinanet::eval::evaluate(&val, &dets, &SyntheticConfig::small(1, 0).class_names())?;
+    let stats = retinanet::eval::evaluate(
+        &val,
+        &dets,
+        &retinanet::Dataset::synthetic(&SyntheticConfig::small(1, 0)).unwrap().categories,
+    )?;
     println!("val {:?} in {:.1}s", stats.to_json(), t0.elapsed().as_secs_f32());
     let train_imgs: Vec<_> = data.iter().take(32).map(|s| &s.image).collect();
     let dets = retinanet::infer::detect(
@@ -42,7 +46,11 @@ fn main() -> anyhow::Result<()> {
         8,
         &anchors::PostprocessConfig::torchvision_retinanet(),
     )?;
-    let stats = retinanet::eval::evaluate(&data[..32], &dets, &SyntheticConfig::small(1, 0).class_names())?;
+    let stats = retinanet::eval::evaluate(
+        &data[..32],
+        &dets,
+        &retinanet::Dataset::synthetic(&SyntheticConfig::small(1, 0)).unwrap().categories,
+    )?;
     println!("train AP {:.3} AP50 {:.3}", stats.ap(), stats.ap50());
     Ok(())
 }

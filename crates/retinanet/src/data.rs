@@ -1,7 +1,7 @@
 //! Images with boxes: the built-in synthetic dataset, and samples read from COCO files.
 
-use anchors::BoxXyxy;
 use crate::init::SplitMix64;
+use anchors::BoxXyxy;
 
 use crate::error::{Result, config_error};
 
@@ -218,5 +218,105 @@ fn draw_shape(img: &mut RgbImage, b: &BoxXyxy, class: usize, colour: [f32; 3]) {
                 }
             }
         }
+    }
+}
+
+/// A COCO-format dataset: samples with contiguous labels, and the category of each label.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    /// The images and their boxes.
+    pub samples: Vec<Sample>,
+    /// `(COCO category id, name)` of label `0..C`, by ascending id.
+    pub categories: Vec<(u64, String)>,
+}
+
+impl Dataset {
+    /// The built-in synthetic dataset (category ids are label + 1).
+    ///
+    /// # Errors
+    /// [`crate::RetinaError::Config`] for invalid settings.
+    pub fn synthetic(config: &SyntheticConfig) -> Result<Self> {
+        let categories = config.class_names().into_iter().enumerate().map(|(i, n)| (i as u64 + 1, n)).collect();
+        Ok(Dataset { samples: config.generate()?, categories })
+    }
+
+    /// Class names by label.
+    pub fn class_names(&self) -> Vec<String> {
+        self.categories.iter().map(|(_, n)| n.clone()).collect()
+    }
+
+    /// COCO category ids by label.
+    pub fn category_ids(&self) -> Vec<u64> {
+        self.categories.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// Reads a COCO instances JSON and decodes its images from `image_dir`. Crowd
+    /// annotations and boxes with no area are skipped (torchvision's reference scripts do the
+    /// same); at most `limit` images are read when given.
+    ///
+    /// # Errors
+    /// [`crate::RetinaError::Io`] for a missing file, [`crate::RetinaError::Data`] for bad
+    /// JSON, unknown ids or an image that does not decode.
+    pub fn load_coco(annotations: &std::path::Path, image_dir: &std::path::Path, limit: Option<usize>) -> Result<Self> {
+        use crate::error::RetinaError;
+        let text = std::fs::read_to_string(annotations).map_err(|e| crate::error::io_error(annotations, e))?;
+        let doc: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| RetinaError::Data(format!("{}: not valid JSON ({e})", annotations.display())))?;
+        let bad = |what: &str| RetinaError::Data(format!("{}: {what}", annotations.display()));
+        let mut categories: Vec<(u64, String)> = doc["categories"]
+            .as_array()
+            .ok_or_else(|| bad("no `categories` list"))?
+            .iter()
+            .map(|c| {
+                let id = c["id"].as_u64().ok_or_else(|| bad("a category without an integer `id`"))?;
+                Ok((id, c["name"].as_str().unwrap_or("").to_string()))
+            })
+            .collect::<Result<_>>()?;
+        categories.sort_by_key(|c| c.0);
+        let label_of: std::collections::HashMap<u64, i32> =
+            categories.iter().enumerate().map(|(i, c)| (c.0, i as i32)).collect();
+        let images = doc["images"].as_array().ok_or_else(|| bad("no `images` list"))?;
+        let mut samples = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        for img in images.iter().take(limit.unwrap_or(usize::MAX)) {
+            let id = img["id"].as_u64().ok_or_else(|| bad("an image without an integer `id`"))?;
+            let file = img["file_name"].as_str().ok_or_else(|| bad("an image without `file_name`"))?;
+            let path = image_dir.join(file);
+            let bytes = std::fs::read(&path).map_err(|e| crate::error::io_error(&path, e))?;
+            let decoded = image::load_from_memory(&bytes)
+                .map_err(|e| RetinaError::Data(format!("{}: cannot decode image ({e})", path.display())))?
+                .to_rgb8();
+            let (w, h) = decoded.dimensions();
+            index.insert(id, samples.len());
+            samples.push(Sample {
+                id,
+                image: RgbImage::from_rgb8(decoded.as_raw(), h as usize, w as usize),
+                boxes: Vec::new(),
+                labels: Vec::new(),
+            });
+        }
+        for ann in doc["annotations"].as_array().ok_or_else(|| bad("no `annotations` list"))? {
+            let image_id = ann["image_id"].as_u64().ok_or_else(|| bad("an annotation without `image_id`"))?;
+            let Some(&s) = index.get(&image_id) else { continue };
+            if ann["iscrowd"].as_u64() == Some(1) {
+                continue;
+            }
+            let cat = ann["category_id"].as_u64().ok_or_else(|| bad("an annotation without `category_id`"))?;
+            let label = *label_of.get(&cat).ok_or_else(|| bad(&format!("unknown category_id {cat}")))?;
+            let b: Vec<f64> =
+                ann["bbox"].as_array().map(|a| a.iter().filter_map(|v| v.as_f64()).collect()).unwrap_or_default();
+            if b.len() != 4 {
+                return Err(bad("an annotation whose `bbox` is not [x, y, w, h]"));
+            }
+            if b[2] > 0.0 && b[3] > 0.0 {
+                let x = [b[0] as f32, b[1] as f32, (b[0] + b[2]) as f32, (b[1] + b[3]) as f32];
+                samples[s].boxes.push(x);
+                samples[s].labels.push(label);
+            }
+        }
+        if categories.is_empty() {
+            return Err(bad("no categories"));
+        }
+        Ok(Dataset { samples, categories })
     }
 }

@@ -30,8 +30,8 @@ impl CocoStats {
     }
 }
 
-/// A COCO instances document for `samples` (category ids are class + 1).
-pub fn ground_truth_json(samples: &[Sample], class_names: &[String]) -> Value {
+/// A COCO instances document for `samples`; label `l` is category `categories[l]`.
+pub fn ground_truth_json(samples: &[Sample], categories: &[(u64, String)]) -> Value {
     let images: Vec<Value> = samples
         .iter()
         .map(|s| json!({"id": s.id, "width": s.image.width, "height": s.image.height, "file_name": format!("{}.png", s.id)}))
@@ -41,26 +41,28 @@ pub fn ground_truth_json(samples: &[Sample], class_names: &[String]) -> Value {
         for (b, &l) in s.boxes.iter().zip(&s.labels) {
             let (w, h) = ((b[2] - b[0]) as f64, (b[3] - b[1]) as f64);
             annotations.push(json!({
-                "id": annotations.len() + 1, "image_id": s.id, "category_id": l + 1,
+                "id": annotations.len() + 1, "image_id": s.id, "category_id": category(categories, l),
                 "bbox": [b[0] as f64, b[1] as f64, w, h], "area": w * h, "iscrowd": 0,
             }));
         }
     }
-    let categories: Vec<Value> = class_names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| json!({"id": i + 1, "name": n, "supercategory": "shape"}))
-        .collect();
-    json!({"images": images, "annotations": annotations, "categories": categories})
+    let cats: Vec<Value> = categories.iter().map(|(id, n)| json!({"id": id, "name": n})).collect();
+    json!({"images": images, "annotations": annotations, "categories": cats})
 }
 
-/// Detections as a COCO results list (`bbox` as `[x, y, w, h]`, category = class + 1).
-pub fn detections_json(image_ids: &[u64], detections: &[Detections]) -> Value {
+/// The category id of label `l` (`l + 1` past the list).
+fn category(categories: &[(u64, String)], l: i32) -> u64 {
+    categories.get(l as usize).map_or(l as u64 + 1, |c| c.0)
+}
+
+/// Detections as a COCO results list (`bbox` as `[x, y, w, h]`); label `l` is category
+/// `categories[l]`.
+pub fn detections_json(image_ids: &[u64], detections: &[Detections], categories: &[(u64, String)]) -> Value {
     let mut out = Vec::new();
     for (&id, d) in image_ids.iter().zip(detections) {
         for ((b, &s), &l) in d.boxes.iter().zip(&d.scores).zip(&d.labels) {
             out.push(json!({
-                "image_id": id, "category_id": l + 1, "score": s as f64,
+                "image_id": id, "category_id": category(categories, l), "score": s as f64,
                 "bbox": [b[0] as f64, b[1] as f64, (b[2] - b[0]) as f64, (b[3] - b[1]) as f64],
             }));
         }
@@ -94,8 +96,8 @@ pub fn evaluate_json(ground_truth: &Value, results: &Value) -> Result<CocoStats>
 ///
 /// # Errors
 /// As [`evaluate_json`].
-pub fn evaluate(samples: &[Sample], detections: &[Detections], class_names: &[String]) -> Result<CocoStats> {
-    let gt = ground_truth_json(samples, class_names);
+pub fn evaluate(samples: &[Sample], detections: &[Detections], categories: &[(u64, String)]) -> Result<CocoStats> {
+    let gt = ground_truth_json(samples, categories);
     let ids: Vec<u64> = samples.iter().map(|s| s.id).collect();
-    evaluate_json(&gt, &detections_json(&ids, detections))
+    evaluate_json(&gt, &detections_json(&ids, detections, categories))
 }

@@ -39,6 +39,7 @@ pub mod backbone;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod draw;
 pub mod error;
 pub mod eval;
 pub mod head;
@@ -50,7 +51,7 @@ pub mod train;
 pub mod transform;
 
 pub use config::{BackboneConfig, ModelConfig};
-pub use data::{RgbImage, Sample, SyntheticConfig};
+pub use data::{Dataset, RgbImage, Sample, SyntheticConfig};
 pub use error::{Result, RetinaError};
 pub use loss::{BoxLoss, LossConfig, LossValues, Normalizer, RetinaLoss};
 pub use model::RetinaNet;
