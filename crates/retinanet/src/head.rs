@@ -102,6 +102,11 @@ impl Subnet {
         Ok(())
     }
 
+    /// The output convolution's weight (`cls_logits.weight` / `bbox_reg.weight`).
+    pub fn output_weight_mut(&mut self) -> &mut fpn_net::Param {
+        &mut self.output.weight
+    }
+
     /// The output of each level from the last forward, `[N, A * K, H, W]`.
     pub fn outputs(&self) -> &[Tensor4] {
         &self.raw
