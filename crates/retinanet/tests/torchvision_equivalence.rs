@@ -99,8 +99,8 @@ fn detections_equal_torchvision() {
         close("score", i, d.scores[i] as f64, *s, 1e-5, 1e-4);
         assert_eq!(d.labels[i] as i64, labels[i], "label of detection {i}");
         let b = floats(&want["boxes"][i]);
-        for k in 0..4 {
-            close("box", i * 4 + k, d.boxes[i][k] as f64, b[k], 1e-2, 1e-4);
+        for (k, (&ours, &theirs)) in d.boxes[i].iter().zip(&b).enumerate() {
+            close("box", i * 4 + k, ours as f64, theirs, 1e-2, 1e-4);
         }
     }
 }
