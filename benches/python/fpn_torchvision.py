@@ -9,8 +9,8 @@ P3..P7 of case i to out<i>_P<l>.f32 for xtask to compare.
 
 It then serves timing rounds so that xtask can interleave them with its own (a neighbour's load
 then slows both alike): it prints `ready`, and for each line `<case> <seconds>` on stdin runs
-that case repeatedly for about that long (at least twice) and prints the JSON list of the
-seconds each call took; `quit` ends it.
+that case repeatedly for about that long (at least twice) and prints the JSON list of
+[wall, process CPU] seconds of each call; `quit` ends it.
 """
 
 import argparse
@@ -44,12 +44,13 @@ def build(depth):
 
 
 def samples_for(step, budget):
+    """[wall seconds, process CPU seconds (all threads)] of each call."""
     samples = []
     deadline = time.perf_counter() + budget
     while time.perf_counter() < deadline or len(samples) < 2:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
-        samples.append(time.perf_counter() - t0)
+        samples.append([time.perf_counter() - t0, time.process_time() - c0])
     return samples
 
 

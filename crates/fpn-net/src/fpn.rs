@@ -258,7 +258,7 @@ impl ResNetFpn {
     /// forward's.
     pub fn backward(&mut self, x: &Tensor4, d_levels: &[Tensor4]) -> Result<()> {
         let body = &self.body;
-        let features = [1, 2, 3].map(|s| body.stage_output(s));
+        let features = [1, 2, 3].map(|s| body.stage_at(s));
         self.fpn.backward(&features, d_levels, &mut self.d_features)?;
         let d = &self.d_features;
         self.body.backward(x, [None, Some(&d[0]), Some(&d[1]), Some(&d[2])])

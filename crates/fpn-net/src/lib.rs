@@ -14,7 +14,7 @@
 //!   `scripts/export_torchvision.py` converts any torchvision ResNet / FPN / RetinaNet
 //!   checkpoint.
 //! * [`Sgd`]: SGD with momentum and weight decay, as `torch.optim.SGD`.
-//! * [`reference`]: float64 twins of every layer, written for clarity, that the tests use as
+//! * [`reference`](mod@reference): float64 twins of every layer, written for clarity, that the tests use as
 //!   the oracle.
 //!
 //! # Example

@@ -76,8 +76,13 @@ impl ConvBn {
 
     /// Convolution, batch norm and ReLU in one pass over each output tile.
     fn forward(&mut self, x: &Tensor4) -> Result<()> {
+        self.forward_residual(x, None, self.relu)
+    }
+
+    /// `out = relu?(bn(conv(x)) + residual)`, all in the convolution's epilogue.
+    fn forward_residual(&mut self, x: &Tensor4, residual: Option<&Tensor4>, relu: bool) -> Result<()> {
         let (scale, shift) = self.bn.scale_shift();
-        let epilogue = Epilogue::Affine { scale: Some(&scale), shift: &shift, relu: self.relu };
+        let epilogue = Epilogue::Affine { scale: Some(&scale), shift: &shift, residual, relu };
         self.conv.forward_with(x, &mut self.out, epilogue)
     }
 
@@ -134,13 +139,9 @@ impl Block {
         self.convs.iter().chain(&self.downsample).any(ConvBn::trainable)
     }
 
+    /// The last convolution adds the shortcut and applies the block's ReLU in its epilogue.
     fn forward(&mut self, x: &Tensor4) -> Result<()> {
         let last = self.convs.len() - 1;
-        self.convs[0].forward(x)?;
-        for i in 1..=last {
-            let (before, rest) = self.convs.split_at_mut(i);
-            rest[0].forward(&before[i - 1].out)?;
-        }
         let identity = match &mut self.downsample {
             Some(ds) => {
                 ds.forward(x)?;
@@ -148,20 +149,13 @@ impl Block {
             }
             None => x,
         };
-        let out = &mut self.convs[last].out;
-        if identity.dims() != out.dims() {
-            return Err(NetError::Shape {
-                what: "residual identity",
-                expected: format!("{:?}", out.dims()),
-                got: identity.dims().to_vec(),
-            });
+        self.convs[0].forward(x)?;
+        for i in 1..last {
+            let (before, rest) = self.convs.split_at_mut(i);
+            rest[0].forward(&before[i - 1].out)?;
         }
-        crate::layers::zip_planes_mut(identity, out, |_, id, o| {
-            for (o, &i) in o.iter_mut().zip(id) {
-                *o = crate::layers::relu_scalar(*o + i);
-            }
-        });
-        Ok(())
+        let (before, rest) = self.convs.split_at_mut(last);
+        rest[0].forward_residual(&before[last - 1].out, Some(identity), true)
     }
 
     /// `dout`, the gradient of the block output, is consumed.
@@ -304,9 +298,14 @@ impl ResNet {
         Ok(())
     }
 
-    /// Output of stage `s` (0 = `layer1` = C2, ..., 3 = `layer4` = C5) from the last forward.
-    /// Panics when `s > 3`.
-    pub fn stage_output(&self, s: usize) -> &Tensor4 {
+    /// Output of stage `s` (0 = `layer1` = C2, ..., 3 = `layer4` = C5) from the last forward,
+    /// `None` when `s > 3`.
+    pub fn stage_output(&self, s: usize) -> Option<&Tensor4> {
+        self.stages.get(s).and_then(|blocks| blocks.last()).map(Block::output)
+    }
+
+    /// Stage `s < 4`'s output.
+    pub(crate) fn stage_at(&self, s: usize) -> &Tensor4 {
         // Every stage has at least two blocks.
         self.stages[s][self.stages[s].len() - 1].output()
     }
@@ -335,7 +334,7 @@ impl ResNet {
             }
         }
         self.input_dims = x.dims();
-        Ok([0, 1, 2, 3].map(|s| self.stage_output(s)))
+        Ok([0, 1, 2, 3].map(|s| self.stage_at(s)))
     }
 
     /// Backward from the gradients of C2..C5 (`None` where a stage output is unused):
@@ -351,7 +350,7 @@ impl ResNet {
         }
         for (s, d) in d_stages.iter().enumerate() {
             if let Some(d) = d {
-                crate::tensor::check_same("ResNet stage gradient", self.stage_output(s), d)?;
+                crate::tensor::check_same("ResNet stage gradient", self.stage_at(s), d)?;
             }
         }
         // Units in forward order: the stem, then every block. Backward runs down to the

@@ -14,7 +14,8 @@ use crate::error::{NetError, Result};
 /// use fpn_net::Tensor4;
 /// let x = Tensor4::from_vec(vec![1.0; 2 * 3 * 4 * 5], [2, 3, 4, 5]).unwrap();
 /// assert_eq!(x.dims(), [2, 3, 4, 5]);
-/// assert_eq!(x.plane(1, 2).len(), 20);
+/// assert_eq!(x.plane(1, 2).map(<[f32]>::len), Some(20));
+/// assert!(x.image(2).is_none());
 /// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tensor4 {
@@ -108,14 +109,24 @@ impl Tensor4 {
         self.data
     }
 
-    /// One image `n`, `C * H * W` elements. Panics when `n` is out of range.
-    pub fn image(&self, n: usize) -> &[f32] {
+    /// One image `n`, `C * H * W` elements, or `None` when `n >= N`.
+    pub fn image(&self, n: usize) -> Option<&[f32]> {
+        (n < self.dims[0]).then(|| self.image_at(n))
+    }
+
+    /// One channel plane `(n, c)`, `H * W` elements, or `None` when out of range.
+    pub fn plane(&self, n: usize, c: usize) -> Option<&[f32]> {
+        (n < self.dims[0] && c < self.dims[1]).then(|| self.plane_at(n, c))
+    }
+
+    /// Image `n`; callers inside the crate have checked the shape.
+    pub(crate) fn image_at(&self, n: usize) -> &[f32] {
         let len = self.image_len();
         &self.data[n * len..(n + 1) * len]
     }
 
-    /// One channel plane `(n, c)`, `H * W` elements. Panics when out of range.
-    pub fn plane(&self, n: usize, c: usize) -> &[f32] {
+    /// Plane `(n, c)`; callers inside the crate have checked the shape.
+    pub(crate) fn plane_at(&self, n: usize, c: usize) -> &[f32] {
         let len = self.plane_len();
         let start = (n * self.dims[1] + c) * len;
         &self.data[start..start + len]

@@ -95,12 +95,12 @@ impl TorchServer {
         Ok(line)
     }
 
-    /// Seconds per call of `case`, run for about `budget_s`.
-    fn samples(&mut self, case: usize, budget_s: f64) -> Result<Vec<f64>> {
+    /// `(wall, CPU)` seconds per call of `case`, run for about `budget_s`.
+    fn samples(&mut self, case: usize, budget_s: f64) -> Result<Vec<(f64, f64)>> {
         writeln!(self.stdin, "{case} {budget_s}")?;
         self.stdin.flush()?;
         let line = self.read_line()?;
-        let parsed: Vec<f64> = serde_json::from_str(&line).context("baseline samples")?;
+        let parsed: Vec<(f64, f64)> = serde_json::from_str(&line).context("baseline samples")?;
         Ok(parsed)
     }
 }
@@ -111,6 +111,19 @@ impl Drop for TorchServer {
         let _ = self.stdin.flush();
         let _ = self.child.wait();
     }
+}
+
+/// CPU seconds used so far by all threads of this process (Linux `/proc`; 0 elsewhere, which
+/// leaves the CPU table empty of meaning but harmless).
+fn process_cpu_s() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum::<u64>() as f64
+        * 1e-9
 }
 
 /// Runs the suite and prints its table.
@@ -149,13 +162,13 @@ impl Ours {
         }
     }
 
-    fn samples(&mut self, budget_s: f64) -> Result<Vec<f64>> {
+    fn samples(&mut self, budget_s: f64) -> Result<Vec<(f64, f64)>> {
         let mut samples = Vec::new();
         let start = Instant::now();
         while start.elapsed().as_secs_f64() < budget_s || samples.len() < 2 {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), process_cpu_s());
             self.step()?;
-            samples.push(t.elapsed().as_secs_f64());
+            samples.push((t.elapsed().as_secs_f64(), process_cpu_s() - c));
         }
         Ok(samples)
     }
@@ -204,6 +217,7 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
     // Interleaved rounds: ours, then PyTorch, for each case, so load from neighbours hits both.
     let budget = opts.budget_s() * 2.0 / ROUNDS as f64;
     let mut rows = Vec::new();
+    let mut cpu_rows = Vec::new();
     for (i, case) in CASES.iter().enumerate() {
         let (mut mine, mut theirs) = (Vec::new(), Vec::new());
         ours[i].step()?;
@@ -220,18 +234,31 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
             if samples.is_empty() {
                 continue;
             }
-            rows.push(Row {
+            let row = |median_s| Row {
                 group: case.group.into(),
                 implementation: implementation.into(),
                 shape: shape_name(case.dims),
                 threads,
-                median_s: median(samples),
+                median_s,
                 bytes: 0.0,
-            });
+            };
+            rows.push(row(median(samples.iter().map(|s| s.0).collect())));
+            cpu_rows.push(row(median(samples.iter().map(|s| s.1).collect())));
         }
     }
     drop(torch);
     let _ = std::fs::remove_dir_all(&dir);
-    print_table(&format!("ResNet-FPN backbones (P3-P7), f32, {threads} threads; GB/s not applicable"), &rows, &[TORCH]);
+    print_table(
+        &format!("ResNet-FPN backbones (P3-P7), f32, {threads} threads, wall time per call; GB/s not applicable"),
+        &rows,
+        &[TORCH],
+    );
+    // CPU time summed over threads: a second view that a loaded machine distorts less (a
+    // descheduled thread uses none), though busy-waiting threads count in full.
+    print_table(
+        &format!("the same calls, CPU seconds per call summed over all {threads} threads"),
+        &cpu_rows,
+        &[TORCH],
+    );
     Ok(rows)
 }

@@ -173,7 +173,7 @@ impl Conv2d {
     pub fn forward(&mut self, x: &Tensor4, y: &mut Tensor4) -> Result<()> {
         let bias = self.bias.take();
         let epilogue = match &bias {
-            Some(b) => Epilogue::Affine { scale: None, shift: &b.value, relu: false },
+            Some(b) => Epilogue::Affine { scale: None, shift: &b.value, residual: None, relu: false },
             None => Epilogue::None,
         };
         let result = self.forward_with(x, y, epilogue);
@@ -186,6 +186,15 @@ impl Conv2d {
     /// convolution, in ResNet). The layer's own bias is not added here.
     pub(crate) fn forward_with(&mut self, x: &Tensor4, y: &mut Tensor4, epilogue: Epilogue<'_>) -> Result<()> {
         let out_dims = self.config.output_dims(x.dims())?;
+        if let Epilogue::Affine { residual: Some(r), .. } = epilogue
+            && r.dims() != out_dims
+        {
+            return Err(NetError::Shape {
+                what: "residual added to the convolution",
+                expected: format!("{out_dims:?}"),
+                got: r.dims().to_vec(),
+            });
+        }
         y.reshape_for(out_dims);
         let plan = self.plan(out_dims);
         let out_len = plan.o * plan.hw_out;
@@ -265,9 +274,9 @@ impl Conv2d {
             self.scratch.par_iter_mut().zip(dx_images.par_iter_mut()).enumerate().for_each(|(n, (s, dx_n))| {
                 let dy_n = &dy.as_slice()[n * o * hw_out..(n + 1) * o * hw_out];
                 let dw = want_dw.then(|| {
-                    s.dw.clear();
+                    // Every element is written by the first tile's product (no zeroing needed).
                     s.dw.resize(weight.len(), 0.0);
-                    &mut s.dw[..]
+                    (&mut s.dw[..], false)
                 });
                 let dx_n = dx_n.as_deref_mut().map(|d| (d, accumulate));
                 plan.backward_image(weight, x, n, dy_n, dw, dx_n, &mut s.col, Threads::One);
@@ -282,7 +291,7 @@ impl Conv2d {
             let mut dx_images: Option<std::slice::ChunksMut<'_, f32>> = dx_data.map(|d| d.chunks_mut(image_len));
             for n in 0..x.n() {
                 let dy_n = &dy.as_slice()[n * o * hw_out..(n + 1) * o * hw_out];
-                let dw = want_dw.then_some(&mut self.weight.grad[..]);
+                let dw = want_dw.then_some((&mut self.weight.grad[..], true));
                 let dx_n = dx_images.as_mut().and_then(|it| it.next()).map(|d| (d, accumulate));
                 plan.backward_image(weight, x, n, dy_n, dw, dx_n, &mut self.scratch[0].col, Threads::All);
             }
@@ -359,18 +368,19 @@ impl Plan {
         let (o, k, hw_out) = (self.o, self.k, self.hw_out);
         for (rows, c0, cols) in self.tiles() {
             let rhs = if self.cfg.is_pointwise() {
-                MatRef { data: &x.image(n)[c0..], rows: k, cols, rs: hw_out, cs: 1 }
+                MatRef { data: &x.image_at(n)[c0..], rows: k, cols, rs: hw_out, cs: 1 }
             } else {
                 col.resize(k * cols, 0.0);
                 im2col(&self.cfg, x, n, self.out_dims, rows, col, threads);
                 MatRef::row_major(col, k, cols)
             };
             matmul(&mut y_n[c0..], hw_out, false, MatRef::row_major(weight, o, k), rhs, threads == Threads::All);
-            epilogue.apply(y_n, hw_out, c0..c0 + cols, threads);
+            epilogue.apply(n, y_n, hw_out, c0..c0 + cols, threads);
         }
     }
 
-    /// One image's backward: `dw += dY x^T` (unfolded), `dx (+)= fold(W^T dY)`.
+    /// One image's backward: `dw (+)= dY x^T` (unfolded; the flag says whether the first tile
+    /// adds to `dw` or overwrites it), `dx (+)= fold(W^T dY)`.
     #[allow(clippy::too_many_arguments)]
     fn backward_image(
         &self,
@@ -378,7 +388,7 @@ impl Plan {
         x: &Tensor4,
         n: usize,
         dy_n: &[f32],
-        mut dw: Option<&mut [f32]>,
+        mut dw: Option<(&mut [f32], bool)>,
         mut dx_n: Option<(&mut [f32], bool)>,
         col: &mut Vec<f32>,
         threads: Threads,
@@ -390,15 +400,16 @@ impl Plan {
         // whatever the thread count.
         for (rows, c0, cols) in self.tiles() {
             let dy_tile = MatRef { data: &dy_n[c0..], rows: o, cols, rs: hw_out, cs: 1 };
-            if let Some(dw) = dw.as_deref_mut() {
+            if let Some((dw, accumulate)) = dw.as_mut() {
                 let x_t = if pointwise {
-                    MatRef { data: &x.image(n)[c0..], rows: cols, cols: k, rs: 1, cs: hw_out }
+                    MatRef { data: &x.image_at(n)[c0..], rows: cols, cols: k, rs: 1, cs: hw_out }
                 } else {
                     col.resize(k * cols, 0.0);
                     im2col(&self.cfg, x, n, self.out_dims, rows.clone(), col, threads);
                     MatRef::transposed(col, cols, k)
                 };
-                matmul(dw, k, true, dy_tile, x_t, parallel);
+                matmul(dw, k, *accumulate, dy_tile, x_t, parallel);
+                *accumulate = true;
             }
             if let Some((dx_n, accumulate)) = dx_n.as_mut() {
                 let w_t = MatRef::transposed(weight, k, o);
@@ -419,24 +430,37 @@ impl Plan {
 pub(crate) enum Epilogue<'a> {
     /// The product as it is.
     None,
-    /// `v * scale[c] + shift[c]` (scale 1 when absent), then ReLU when asked.
-    Affine { scale: Option<&'a [f32]>, shift: &'a [f32], relu: bool },
+    /// `v * scale[c] + shift[c]` (scale 1 when absent), plus the same element of `residual`
+    /// when given (shaped like the output), then ReLU when asked.
+    Affine { scale: Option<&'a [f32]>, shift: &'a [f32], residual: Option<&'a Tensor4>, relu: bool },
 }
 
 impl Epilogue<'_> {
     /// Applies the map to columns `cols` of every row (channel) of `y_n`, rows `row_len` long.
-    fn apply(&self, y_n: &mut [f32], row_len: usize, cols: std::ops::Range<usize>, threads: Threads) {
-        let Epilogue::Affine { scale, shift, relu } = *self else {
+    fn apply(&self, n: usize, y_n: &mut [f32], row_len: usize, cols: std::ops::Range<usize>, threads: Threads) {
+        let Epilogue::Affine { scale, shift, residual, relu } = *self else {
             return;
         };
+        let residual = residual.map(|r| r.image_at(n));
         y_n.par_chunks_mut(row_len.max(1))
             .with_min_len((4096 / cols.len().max(1)).max(threads.min_len()))
             .enumerate()
             .for_each(|(c, row)| {
                 let (a, b) = (scale.map_or(1.0, |s| s[c]), shift[c]);
-                for v in &mut row[cols.clone()] {
-                    let z = *v * a + b;
-                    *v = if relu { super::relu::relu(z) } else { z };
+                match residual {
+                    Some(r) => {
+                        let r = &r[c * row_len + cols.start..c * row_len + cols.end];
+                        for (v, &r) in row[cols.clone()].iter_mut().zip(r) {
+                            let z = *v * a + b + r;
+                            *v = if relu { super::relu::relu(z) } else { z };
+                        }
+                    }
+                    None => {
+                        for v in &mut row[cols.clone()] {
+                            let z = *v * a + b;
+                            *v = if relu { super::relu::relu(z) } else { z };
+                        }
+                    }
                 }
             });
     }
@@ -510,7 +534,7 @@ fn im2col(
     let [sy, sx] = cfg.stride;
     col.par_chunks_mut(rows_per_channel * ho * wo).with_min_len(threads.min_len()).enumerate().for_each(
         |(c, block)| {
-            let plane = x.plane(n, c);
+            let plane = x.plane_at(n, c);
             for (r, row) in block.chunks_mut(ho * wo).enumerate() {
                 let (off_y, off_x) = kernel_offsets(cfg, r);
                 let (y_lo, y_hi) = valid_range(off_y, sy, h, out_h);

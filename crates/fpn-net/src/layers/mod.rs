@@ -21,7 +21,6 @@ pub use conv::{Conv2d, Conv2dConfig, DEFAULT_COL_TILE_BYTES};
 pub use group_norm::GroupNorm;
 pub use max_pool::MaxPool2d;
 pub use relu::Relu;
-pub(crate) use relu::relu as relu_scalar;
 pub use upsample::UpsampleNearest;
 
 use rayon::prelude::*;
