@@ -188,7 +188,7 @@ pub fn flatten_levels(raw: &[Tensor4], k: usize, flat: &mut Vec<f32>) {
         let [_, ak, h, w] = t.dims();
         let a = ak / k;
         for img in 0..n {
-            let src = t.image(img);
+            let Some(src) = t.image(img) else { continue };
             let dst = &mut flat[img * per_image + offset..img * per_image + offset + ak * h * w];
             for ch in 0..ak {
                 let (anchor, class) = (ch / k, ch % k);
