@@ -202,7 +202,7 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
     }
     rows.sort_by(|x, y| (x.group.as_str(), x.shape.as_str()).cmp(&(y.group.as_str(), y.shape.as_str())));
     print_table(
-        "anchors: target assignment, NMS, decoding (CPU)",
+        "anchors: target assignment, NMS, decoding, post-processing (CPU)",
         &rows,
         &[
             "torchvision box_iou + Matcher",
