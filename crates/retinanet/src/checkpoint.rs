@@ -74,6 +74,17 @@ pub fn read_config(path: &Path) -> Result<ModelConfig> {
     config_of(&bytes, path)
 }
 
+/// The class names stored by `retinanet train` (`class_names` metadata), if any.
+///
+/// # Errors
+/// As [`read_config`].
+pub fn read_class_names(path: &Path) -> Result<Option<Vec<String>>> {
+    let bytes = read(path)?;
+    config_of(&bytes, path)?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| checkpoint_error(path, e.to_string()))?;
+    Ok(meta.metadata().as_ref().and_then(|m| m.get("class_names")).and_then(|v| serde_json::from_str(v).ok()))
+}
+
 fn config_of(bytes: &[u8], path: &Path) -> Result<ModelConfig> {
     let (_, meta) = SafeTensors::read_metadata(bytes)
         .map_err(|e| checkpoint_error(path, format!("not a safetensors file ({e})")))?;

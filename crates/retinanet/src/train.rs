@@ -112,6 +112,8 @@ pub struct Trainer {
     velocity: HashMap<String, Vec<f32>>,
     /// Every iteration's losses.
     pub log: Vec<LogEntry>,
+    /// Extra metadata stored in checkpoints (for example `class_names`, a JSON list).
+    pub metadata: HashMap<String, String>,
     d_logits: Vec<f32>,
     d_boxes: Vec<[f32; 4]>,
 }
@@ -130,6 +132,7 @@ impl Trainer {
             iteration: 0,
             velocity: HashMap::new(),
             log: Vec::new(),
+            metadata: HashMap::new(),
             d_logits: Vec::new(),
             d_boxes: Vec::new(),
         })
@@ -248,7 +251,7 @@ impl Trainer {
             .iter()
             .map(|(n, v)| (format!("optimizer.velocity.{n}"), v.as_slice(), vec![v.len()]))
             .collect();
-        let mut meta = HashMap::new();
+        let mut meta = self.metadata.clone();
         meta.insert("iteration".to_string(), self.iteration.to_string());
         crate::checkpoint::save(&self.model, &extra, meta, path)
     }

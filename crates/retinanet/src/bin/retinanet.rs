@@ -233,6 +233,8 @@ fn train(a: TrainArgs) -> Result<()> {
     let model = RetinaNet::new(config, a.seed)?;
     let cfg = TrainConfig { batch_size: a.batch_size, base_lr: a.lr, seed: a.seed, ..TrainConfig::quick(a.iterations) };
     let mut trainer = Trainer::new(model, RetinaLoss::new(loss_config(a.gamma, a.alpha, a.box_loss)?)?, cfg)?;
+    trainer.metadata.insert("class_names".into(), serde_json::to_string(&data.class_names())?);
+    trainer.metadata.insert("category_ids".into(), serde_json::to_string(&data.category_ids())?);
     if let Some(r) = &a.resume {
         trainer.load_checkpoint(r)?;
         eprintln!("resumed from {} at iteration {}", r.display(), trainer.iteration);
@@ -295,17 +297,19 @@ fn detect(a: DetectArgs) -> Result<()> {
     }
     let refs: Vec<_> = images.iter().collect();
     let dets = retinanet::infer::detect(&mut model, &refs, 4, &PostprocessConfig::torchvision_retinanet())?;
-    let names = retinanet::SyntheticConfig::small(1, 0).class_names();
+    let names = retinanet::checkpoint::read_class_names(&a.checkpoint)?
+        .unwrap_or_else(|| (0..model.num_classes()).map(|l| l.to_string()).collect());
+    // A COCO results list (image ids are the 1-based positions of the inputs, category ids
+    // label + 1), each entry also naming its file and class.
     let mut out = Vec::new();
-    for (p, d) in a.inputs.iter().zip(&dets) {
-        let list: Vec<serde_json::Value> = d
-            .boxes
-            .iter()
-            .zip(&d.scores)
-            .zip(&d.labels)
-            .map(|((b, s), l)| serde_json::json!({"label": l, "score": s, "box_xyxy": b}))
-            .collect();
-        out.push(serde_json::json!({"image": p.display().to_string(), "detections": list}));
+    for (i, (p, d)) in a.inputs.iter().zip(&dets).enumerate() {
+        for ((b, s), &l) in d.boxes.iter().zip(&d.scores).zip(&d.labels) {
+            out.push(serde_json::json!({
+                "image_id": i + 1, "file_name": p.display().to_string(), "category_id": l + 1,
+                "category": names.get(l as usize), "score": s,
+                "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+            }));
+        }
     }
     if let Some(dir) = &a.draw {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
