@@ -142,3 +142,17 @@ pub fn load_model(path: &Path) -> Result<RetinaNet> {
     load(&mut model, path)?;
     Ok(model)
 }
+
+/// A model for `config` with a torchvision RetinaNet state_dict exported to safetensors
+/// (`crates/fpn-net/scripts/export_torchvision.py`), names and shapes matched 1:1.
+///
+/// # Errors
+/// [`RetinaError::Io`] when unreadable; [`RetinaError::Checkpoint`] listing every missing,
+/// unexpected and mis-shaped tensor.
+pub fn load_torchvision(path: &Path, config: ModelConfig) -> Result<RetinaNet> {
+    let bytes = read(path)?;
+    let mut model = RetinaNet::new(config, 0)?;
+    fpn_net::weights::load(&mut model, &bytes, "", fpn_net::weights::Extra::Reject)
+        .map_err(|e| checkpoint_error(path, e.to_string()))?;
+    Ok(model)
+}

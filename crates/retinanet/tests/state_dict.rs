@@ -45,3 +45,29 @@ fn resnet50_fpn_v1_names_and_shapes_equal_torchvision() {
 fn resnet50_fpn_v2_names_and_shapes_equal_torchvision() {
     check("v2", ModelConfig::retinanet_resnet50_fpn_v2(91));
 }
+
+#[test]
+fn torchvision_style_safetensors_load_and_mismatches_are_listed() {
+    let dir = std::env::temp_dir().join(format!("retina-tv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = ModelConfig {
+        backbone: retinanet::BackboneConfig::ResNet { layers: 18, p6p7_from_c5: false, trainable_layers: 3 },
+        ..ModelConfig::retinanet_resnet50_fpn(4)
+    };
+    let mut source = RetinaNet::new(config.clone(), 1).unwrap();
+    fpn_net::init::synthetic(&mut source, 3);
+    let path = dir.join("tv.safetensors");
+    std::fs::write(&path, fpn_net::weights::save(&source, "").unwrap()).unwrap();
+    let loaded = retinanet::checkpoint::load_torchvision(&path, config).unwrap();
+    let same =
+        source.named_params().iter().zip(loaded.named_params()).all(|((a, p), (b, q))| *a == b && p.value == q.value);
+    assert!(same, "loaded weights differ");
+    // The same file for 5 classes: the classifier is mis-shaped, and the error says so.
+    let other = ModelConfig {
+        backbone: retinanet::BackboneConfig::ResNet { layers: 18, p6p7_from_c5: false, trainable_layers: 3 },
+        ..ModelConfig::retinanet_resnet50_fpn(5)
+    };
+    let err = retinanet::checkpoint::load_torchvision(&path, other).unwrap_err().to_string();
+    assert!(err.contains("head.classification_head.cls_logits.weight"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
