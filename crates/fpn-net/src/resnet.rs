@@ -320,17 +320,8 @@ impl ResNet {
         self.maxpool.forward(&self.stem.out, &mut self.pooled)?;
         for s in 0..4 {
             for b in 0..self.stages[s].len() {
-                let (lower, upper) = self.stages.split_at_mut(s);
-                let (before, rest) = upper[0].split_at_mut(b);
-                let input = if b > 0 {
-                    before[b - 1].output()
-                } else if s > 0 {
-                    let prev = &lower[s - 1];
-                    prev[prev.len() - 1].output()
-                } else {
-                    &self.pooled
-                };
-                rest[0].forward(input)?;
+                let (block, input) = block_and_input(&mut self.stages, &self.pooled, s, b);
+                block.forward(input)?;
             }
         }
         self.input_dims = x.dims();
@@ -379,18 +370,9 @@ impl ResNet {
                         unit -= 1;
                         continue;
                     }
-                    let (lower, upper) = self.stages.split_at_mut(s);
-                    let (before, rest) = upper[0].split_at_mut(b);
-                    let input = if b > 0 {
-                        before[b - 1].output()
-                    } else if s > 0 {
-                        let prev = &lower[s - 1];
-                        prev[prev.len() - 1].output()
-                    } else {
-                        &self.pooled
-                    };
+                    let (block, input) = block_and_input(&mut self.stages, &self.pooled, s, b);
                     let dx = if unit > lowest { GradOut::Write(&mut spare) } else { GradOut::Skip };
-                    rest[0].backward(input, &mut g, dx)?;
+                    block.backward(input, &mut g, dx)?;
                     std::mem::swap(&mut g, &mut spare);
                     unit -= 1;
                 }
@@ -405,6 +387,24 @@ impl ResNet {
         self.grad_b = spare;
         result
     }
+}
+
+/// Block `b` of stage `s`, writable, and its input: the previous block's output, the previous
+/// stage's output, or the pooled stem.
+fn block_and_input<'a>(
+    stages: &'a mut [Vec<Block>],
+    pooled: &'a Tensor4,
+    s: usize,
+    b: usize,
+) -> (&'a mut Block, &'a Tensor4) {
+    let (lower, upper) = stages.split_at_mut(s);
+    let (before, rest) = upper[0].split_at_mut(b);
+    let input = match (b, lower.last()) {
+        (1.., _) => before[b - 1].output(),
+        (0, Some(prev)) => prev[prev.len() - 1].output(),
+        (0, None) => pooled,
+    };
+    (&mut rest[0], input)
 }
 
 impl Module for ResNet {
