@@ -702,10 +702,11 @@ impl ChunkKernel for SoftmaxFocal<'_> {
                 }
                 j += len;
             }
-            let e_y = (xs[y] as f64 - max as f64).exp();
+            let d_y = xs[y] as f64 - max as f64;
+            let e_y = d_y.exp();
             let sum = e_y + other;
             let q = other / sum;
-            let logp = -(other / e_y).ln_1p();
+            let logp = crate::reference::softmax_log_p(d_y, e_y, other);
             let p_y = e_y / sum;
             let qg = q.powf(self.gamma);
             let ratio = if q > 0.0 { logp / q } else { -1.0 };

@@ -108,6 +108,13 @@ pub fn quality_focal_element(x: f64, y: f64, beta: f64) -> (f64, f64) {
     (db * ce, first + db * d)
 }
 
+/// `log p_y` from `d_y = x_y - max`, `e_y = exp(d_y)` and `others`, the sum of `exp(x_j - max)`
+/// over the other classes: `-log1p(others / e_y)` where p_y > 1/2 (exact as p_y -> 1), and
+/// `d_y - log(e_y + others)` elsewhere (finite even where `e_y` underflows).
+pub fn softmax_log_p(d_y: f64, e_y: f64, others: f64) -> f64 {
+    if others < e_y { -(others / e_y).ln_1p() } else { d_y - (e_y + others).ln() }
+}
+
 /// `(loss, gradient)` of the softmax focal loss for one row with label `y` (a class index);
 /// `grad` receives `dL/dx_j` for every j.
 pub fn softmax_focal_row(x: &[f64], y: usize, alpha: f64, gamma: f64, grad: &mut [f64]) -> f64 {
@@ -117,11 +124,11 @@ pub fn softmax_focal_row(x: &[f64], y: usize, alpha: f64, gamma: f64, grad: &mut
     }
     let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     // p_y = e_y / (e_y + others). Summing the other classes apart keeps q = 1 - p_y and
-    // log p_y = -log1p(others / e_y) exact when p_y is close to 1.
+    // log p_y exact when p_y is close to 1.
     let e_y = (x[y] - max).exp();
     let others: f64 = x.iter().enumerate().filter(|&(j, _)| j != y).map(|(_, &v)| (v - max).exp()).sum();
     let sum = e_y + others;
-    let logp = -(others / e_y).ln_1p();
+    let logp = softmax_log_p(x[y] - max, e_y, others);
     let py = e_y / sum;
     let q = others / sum;
     let qg = q.powf(gamma);

@@ -114,3 +114,31 @@ fn infinite_logits_give_the_limits() {
         assert_eq!(v, f64::INFINITY, "{level:?}");
     }
 }
+
+#[test]
+fn softmax_is_finite_when_logits_differ_by_more_than_exp_can_hold() {
+    // exp(x_y - max) underflows in f64 below -745 and in f32 below -104.
+    let x = [1000.0f32, -1000.0, 0.0, 500.0, -200.0, 3.0];
+    let labels = [1, 0];
+    for level in SimdLevel::supported() {
+        let loss = focal_core::SoftmaxFocalLoss::new(FocalParams::new(None, 2.0).unwrap(), Reduction::Sum)
+            .with_simd(level)
+            .unwrap();
+        let mut grad = [0.0f32; 6];
+        let v = loss
+            .forward_backward(
+                TensorView::new(&x, &[2, 3]).unwrap(),
+                TensorView::new(&labels, &[2]).unwrap(),
+                1.0,
+                TensorViewMut::new(&mut grad, &[2, 3]).unwrap(),
+            )
+            .unwrap();
+        // Row 0: label 1 is 2000 below the max: p_y = 0, loss = -log p_y = 2000 (q = 1).
+        // Row 1: label 0 is the max by 497: p_y = 1 - e^-497, a loss far below f64's range.
+        assert!((v - 2000.0).abs() < 1e-3, "{level:?}: {v}");
+        assert!(grad.iter().all(|g| g.is_finite()), "{level:?}: {grad:?}");
+        let mut r = [0.0f64; 3];
+        let l = focal_core::reference::softmax_focal_row(&[1000.0, -1000.0, 0.0], 1, 1.0, 2.0, &mut r);
+        assert!((l - 2000.0).abs() < 1e-9 && r == [1.0, -1.0, 0.0], "reference: {l} {r:?}");
+    }
+}

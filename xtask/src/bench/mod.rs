@@ -9,6 +9,7 @@
 pub mod anchors;
 pub mod focal;
 pub mod fpn;
+pub mod gpu;
 
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -174,8 +175,12 @@ pub fn run_python_rows(script: &str, args: &[String]) -> Result<Vec<Row>> {
         .collect()
 }
 
-/// The workspace root (the parent of `xtask/`).
+/// The workspace root: `$FOCAL_ROOT` when set (a carried release binary on another machine,
+/// see scripts/gpu-check.sh), else the parent of `xtask/` where it was built.
 pub fn workspace_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("FOCAL_ROOT") {
+        return PathBuf::from(root);
+    }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
 }
 
@@ -235,6 +240,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if opts.wants("fpn") {
         all.extend(fpn::run(&opts)?);
+    }
+    if opts.wants("gpu") {
+        all.extend(gpu::run(&opts)?);
     }
     if let Some(path) = &opts.json {
         let json = serde_json::Value::Array(all.iter().map(Row::to_json).collect());

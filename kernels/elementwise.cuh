@@ -1,0 +1,205 @@
+// The driver shared by every elementwise loss (sigmoid focal with sparse labels or dense targets,
+// varifocal, quality focal): one fused pass that reads each logit once, writes its gradient
+// once (already scaled by the normaliser and the upstream gradient) and leaves one loss partial
+// per block.
+//
+// Work split, fixed by the shape alone so that every run sums in the same order: the flat
+// [rows * classes] array is cut into packs of 16 bytes of input (4 f32 or 8 half elements),
+// tiles are kBlock * kPacksPerThread packs, blocks walk tiles with a grid stride, and the last
+// numel % pack elements (the tail) go to the first threads of block 0. Each thread adds its
+// elements into an f64 accumulator in that order; block_sum then reduces in a fixed tree. When
+// any buffer is not 16-byte aligned the same walk runs with scalar loads and stores, so both
+// paths produce bit-identical results.
+#pragma once
+
+#include "focal_common.cuh"
+
+namespace focal {
+
+constexpr int kPacksPerThread = 4;
+
+// What an element needs from its row; refreshed only when the walk enters a new row.
+struct RowCtx {
+    uint32_t row;
+    int32_t label;   // sparse losses only
+    float weight;    // per-row weight, else 1
+    float scale;     // loss factor of the row's image
+    float gscale;    // scale * upstream: the gradient factor
+};
+
+__device__ __forceinline__ void enter_row(const LossArgs& a, uint32_t row, bool sparse, RowCtx& r) {
+    r.row = row;
+    r.label = sparse ? a.labels[row] : 0;
+    r.weight = a.weight_mode == kWeightPerRow ? a.weights[row] : 1.0f;
+    r.scale = a.scale ? a.scale[fast_div(row, a.rows_per_image_magic)] : a.uniform_scale;
+    r.gscale = r.scale * a.upstream;
+}
+
+// Loss and gradient of one element with weights applied, before scaling. `Op` supplies
+// `kSparse` and either `sparse(a, x, positive, c)` or `dense(a, x, t, c)`.
+template <class Op>
+__device__ __forceinline__ LossGrad eval_element(const LossArgs& a, float x, float t, uint32_t i,
+                                                 uint32_t c, const RowCtx& r) {
+    if (x != x) return {nan_f32(), nan_f32()};
+    if constexpr (Op::kSparse) {
+        if (r.label == kIgnore) return {0.0f, 0.0f};
+        if (r.label < kIgnore || r.label >= int(a.classes)) {
+            if (c == 0) atomicMin(a.first_bad_row, r.row);
+            return {nan_f32(), nan_f32()};
+        }
+        return Op::sparse(a, x, r.label == int(c), c);
+    } else {
+        LossGrad lg = Op::dense(a, x, t, c);
+        const float w = a.weight_mode == kWeightPerElement ? a.weights[i] : r.weight;
+        if (w != 1.0f) {
+            lg.loss *= w;
+            lg.grad *= w;
+        }
+        return lg;
+    }
+}
+
+// Processes `count` consecutive elements starting at flat index `first`, whose logits (and
+// targets) are already in registers; stores their gradients and adds their scaled losses: in f32
+// over the pack (at most 8 positive terms), then once into the thread's f64 sum, since an
+// f32 -> f64 conversion costs as much as 8 f32 operations on sm_80 and sm_90.
+template <class Op, class T, class G, int N>
+__device__ __forceinline__ void finish_elements(const LossArgs& a, uint32_t first, int count,
+                                                const float (&x)[N], const float (&t)[N],
+                                                bool vector_io, RowCtx& r, double& acc) {
+    uint32_t row = fast_div(first, a.classes_magic);
+    uint32_t c = first - row * a.classes;
+    if (row != r.row) enter_row(a, row, Op::kSparse, r);
+    float g[N], l[N];
+    float pack_loss = 0.0f;
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+        if (j < count) {
+            const LossGrad lg = eval_element<Op>(a, x[j], t[j], first + j, c, r);
+            pack_loss += lg.loss * r.scale;
+            g[j] = lg.grad * r.gscale;
+            l[j] = lg.loss;
+            if (++c == a.classes && j + 1 < count) {
+                c = 0;
+                enter_row(a, ++row, Op::kSparse, r);
+            }
+        }
+    }
+    acc += double(pack_loss);
+    if (vector_io && count == N) {
+        if (a.grad) {
+            constexpr int kG = Pack<G>::kCount;
+#pragma unroll
+            for (int j = 0; j < N; j += kG) {
+                Pack<G> out;
+#pragma unroll
+                for (int k = 0; k < kG; ++k) out.v[k] = from_f32<G>(g[j + k]);
+                reinterpret_cast<Pack<G>*>(static_cast<G*>(a.grad) + first)[j / kG] = out;
+            }
+        }
+        if (a.elementwise) {
+#pragma unroll
+            for (int j = 0; j < N; j += 4)
+                reinterpret_cast<float4*>(a.elementwise + first)[j / 4] =
+                    make_float4(l[j], l[j + 1], l[j + 2], l[j + 3]);
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < N; ++j) {
+            if (j < count) {
+                if (a.grad) static_cast<G*>(a.grad)[first + j] = from_f32<G>(g[j]);
+                if (a.elementwise) a.elementwise[first + j] = l[j];
+            }
+        }
+    }
+}
+
+template <class Op, class T, class G>
+__device__ __forceinline__ void elementwise_loss(const LossArgs& a) {
+    constexpr int N = Pack<T>::kCount;
+    constexpr uint32_t kTile = uint32_t(kBlock) * kPacksPerThread;
+    const T* logits = static_cast<const T*>(a.logits);
+    const uint32_t numel = uint32_t(a.numel);
+    const uint32_t packs = numel / N;
+    const uint32_t tiles = (packs + kTile - 1) / kTile;
+    const bool dense = !Op::kSparse;
+    const bool vector_io = aligned16(a.logits) && (!a.grad || aligned16(a.grad)) &&
+                           (!dense || aligned16(a.targets)) &&
+                           (a.weight_mode != kWeightPerElement || aligned16(a.weights)) &&
+                           (!a.elementwise || aligned16(a.elementwise));
+    double acc = 0.0;
+    RowCtx r;
+    r.row = 0xffffffffu;
+    for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        // All loads of the tile first: the gradient may be written over the logits, so the
+        // compiler could not move later loads above earlier stores by itself.
+        float x[kPacksPerThread][N], t[kPacksPerThread][N];
+#pragma unroll
+        for (int k = 0; k < kPacksPerThread; ++k) {
+            const uint32_t pack = tile * kTile + k * kBlock + threadIdx.x;
+            if (pack < packs) {
+                const uint32_t first = pack * N;
+                if (vector_io) {
+                    const Pack<T> in = reinterpret_cast<const Pack<T>*>(logits)[pack];
+#pragma unroll
+                    for (int j = 0; j < N; ++j) x[k][j] = to_f32(in.v[j]);
+                    if (dense) {
+#pragma unroll
+                        for (int j = 0; j < N; j += 4) {
+                            const float4 v = reinterpret_cast<const float4*>(a.targets + first)[j / 4];
+                            t[k][j] = v.x, t[k][j + 1] = v.y, t[k][j + 2] = v.z, t[k][j + 3] = v.w;
+                        }
+                    }
+                } else {
+#pragma unroll
+                    for (int j = 0; j < N; ++j) {
+                        x[k][j] = to_f32(logits[first + j]);
+                        t[k][j] = dense ? a.targets[first + j] : 0.0f;
+                    }
+                }
+                if (!dense) {
+#pragma unroll
+                    for (int j = 0; j < N; ++j) t[k][j] = 0.0f;
+                }
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < kPacksPerThread; ++k) {
+            const uint32_t pack = tile * kTile + k * kBlock + threadIdx.x;
+            if (pack < packs)
+                finish_elements<Op, T, G, N>(a, pack * N, N, x[k], t[k], vector_io, r, acc);
+        }
+    }
+    // The tail: fewer than N elements after the last whole pack, one per thread of block 0.
+    const uint32_t tail_first = packs * N;
+    if (blockIdx.x == 0 && threadIdx.x < numel - tail_first) {
+        const uint32_t i = tail_first + threadIdx.x;
+        float x[N], t[N];
+        x[0] = to_f32(logits[i]);
+        t[0] = dense ? a.targets[i] : 0.0f;
+#pragma unroll
+        for (int j = 1; j < N; ++j) x[j] = t[j] = 0.0f;
+        finish_elements<Op, T, G, N>(a, i, 1, x, t, false, r, acc);
+    }
+    const double total = block_sum(acc);
+    if (threadIdx.x == 0) a.partials[blockIdx.x] = total;
+}
+
+}  // namespace focal
+
+// One extern "C" entry point per (loss, input type, gradient type), named
+// focal_<loss>_<input>_<grad>, for example focal_sigmoid_sparse_bf16_f32.
+#define FOCAL_ELEMENTWISE_ENTRY(loss, Op, T, tname, G, gname)                                   \
+    extern "C" __global__ void __launch_bounds__(focal::kBlock, 2)                              \
+        focal_##loss##_##tname##_##gname(const focal::LossArgs args) {                          \
+        focal::elementwise_loss<Op, T, G>(args);                                                \
+    }                                                                                           \
+    FOCAL_REGISTER(focal_##loss##_##tname##_##gname)
+
+// The five (input, gradient) pairs: gradient in the input type, or f32 for half inputs.
+#define FOCAL_ELEMENTWISE_ENTRIES(loss, Op)                                  \
+    FOCAL_ELEMENTWISE_ENTRY(loss, Op, float, f32, float, f32)                \
+    FOCAL_ELEMENTWISE_ENTRY(loss, Op, __half, f16, __half, f16)              \
+    FOCAL_ELEMENTWISE_ENTRY(loss, Op, __half, f16, float, f32)               \
+    FOCAL_ELEMENTWISE_ENTRY(loss, Op, __nv_bfloat16, bf16, __nv_bfloat16, bf16) \
+    FOCAL_ELEMENTWISE_ENTRY(loss, Op, __nv_bfloat16, bf16, float, f32)

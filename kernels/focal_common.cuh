@@ -1,0 +1,196 @@
+// Shared pieces of the focal loss kernels: the argument block, f32 math in log space,
+// element loads and stores, and the deterministic block reduction.
+//
+// Every kernel takes one `LossArgs` by value; the Rust side (`focal-cuda`, src/args.rs) has the
+// same #[repr(C)] layout. Compiled by nvcc for the GPU, or as host C++ against
+// emulation/cuda_emulation.h when FOCAL_EMULATION is defined.
+#pragma once
+
+#ifdef FOCAL_EMULATION
+#include "emulation/cuda_emulation.h"
+#define FOCAL_REGISTER(name) FOCAL_EMU_REGISTER(name)
+#else
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#define FOCAL_REGISTER(name)
+#endif
+
+#include <stdint.h>
+
+namespace focal {
+
+// Threads per block of every kernel (the Rust side launches with the same number).
+constexpr int kBlock = 256;
+constexpr int kWarpsPerBlock = kBlock / 32;
+constexpr unsigned kFullMask = 0xffffffffu;
+
+// Sparse label codes (torchvision's Matcher).
+constexpr int kBackground = -1;
+constexpr int kIgnore = -2;
+
+// LossArgs::weight_mode
+constexpr uint32_t kWeightNone = 0;
+constexpr uint32_t kWeightPerRow = 1;
+constexpr uint32_t kWeightPerElement = 2;
+
+// LossArgs::flags
+constexpr uint32_t kFlagIouWeighted = 1;  // varifocal: weigh positives by their target
+
+// Field order and types mirror `LossArgs` in crates/focal-cuda/src/args.rs (8-byte fields
+// first, so there is no padding to disagree about).
+struct LossArgs {
+    const void* logits;            // [rows * classes] of the input type
+    const int32_t* labels;         // sparse losses: [rows]
+    const float* targets;          // dense losses: [rows * classes]
+    const float* weights;          // nullptr, [rows] or [rows * classes] (weight_mode)
+    const float* alpha_per_class;  // nullptr or [classes]
+    const float* scale;            // nullptr or [images]: factor on the loss sum of each image
+    void* grad;                    // nullptr or [rows * classes] of the gradient type; may alias logits
+    float* elementwise;            // nullptr or [rows * classes]: weighted loss before reduction
+    double* partials;              // [gridDim.x]: per-block loss partials
+    uint32_t* first_bad_row;       // lowest row whose label is out of range (atomicMin)
+    uint64_t numel;                // rows * classes
+    uint64_t rows_per_image;       // A
+    uint64_t classes_magic;        // ceil(2^64 / C), 0 for C = 1: see fast_div
+    uint64_t rows_per_image_magic; // ceil(2^64 / A), 0 for A = 1
+    uint32_t classes;              // C
+    uint32_t weight_mode;
+    float upstream;                // gradient of the caller's objective w.r.t. the loss
+    float alpha_pos;               // weight of positive terms (1 = no alpha)
+    float alpha_neg;               // weight of negative terms (1 = no alpha)
+    float gamma;                   // focusing exponent (beta for the quality focal loss)
+    uint32_t flags;
+    float uniform_scale;           // the factor for every image when `scale` is nullptr
+};
+
+struct LossGrad {
+    float loss;
+    float grad;
+};
+
+// ---- math (f32, log space; see focal_core::reference for the formulas and why) ----
+
+__device__ __forceinline__ float nan_f32() { return __int_as_float(0x7fc00000); }
+
+// w^g for w >= 0 and g >= 0 with pow's conventions (0^0 = 1), exact for g = 0, 1, 2.
+__device__ __forceinline__ float pow_nonneg(float w, float g) {
+    if (g == 0.0f) return 1.0f;
+    if (g == 1.0f) return w;
+    if (g == 2.0f) return w * w;
+    if (w == 0.0f) return 0.0f;
+    return exp2f(g * log2f(w));
+}
+
+// w^g where w = exp(-minus_log_w), in log space (ARCHITECTURE.md): exact for g = 0, 1, 2 and
+// free of the cancellation that pow(1 - p, g) suffers at saturated probabilities.
+__device__ __forceinline__ float focal_weight(float w, float minus_log_w, float g) {
+    if (g == 0.0f) return 1.0f;
+    if (g == 1.0f) return w;
+    if (g == 2.0f) return w * w;
+    return expf(-g * minus_log_w);
+}
+
+// The pieces every sigmoid-based loss needs from one logit, with one exp and one log1p:
+// p = sigmoid(x), pm = 1 - p = sigmoid(-x) (computed separately, never as 1 - p),
+// sp_pos = softplus(x) = -log(1 - p), sp_neg = softplus(-x) = -log(p).
+struct Sigmoid {
+    float p, pm, sp_pos, sp_neg;
+};
+
+// From e = exp(-|x|), big = 1 / (1 + e) and l = log1p(e).
+__device__ __forceinline__ Sigmoid assemble_sigmoid(float x, float e, float big, float l) {
+    const float small = e * big;
+    Sigmoid s;
+    s.p = x >= 0.0f ? big : small;
+    s.pm = x >= 0.0f ? small : big;
+    s.sp_pos = fmaxf(x, 0.0f) + l;
+    s.sp_neg = fmaxf(-x, 0.0f) + l;
+    return s;
+}
+
+__device__ __forceinline__ Sigmoid sigmoid_parts(float x) {
+    // exp(-|x|) never overflows; 1 / (1 + e) and e / (1 + e) are both accurate.
+    const float e = expf(-fabsf(x));
+    return assemble_sigmoid(x, e, 1.0f / (1.0f + e), log1pf(e));
+}
+
+// Class-balancing weights of class c: (alpha_pos, alpha_neg) or the per-class alpha.
+__device__ __forceinline__ void class_alpha(const LossArgs& a, uint32_t c, float& pos, float& neg) {
+    pos = a.alpha_pos;
+    neg = a.alpha_neg;
+    if (a.alpha_per_class) {
+        pos = a.alpha_per_class[c];
+        neg = 1.0f - pos;
+    }
+}
+
+// n / d for n < 2^32 from magic = ceil(2^64 / d) (0 for d = 1): one 64-bit multiply-high
+// instead of a ~20-instruction integer division (Lemire, Kaser, Kurz 2019, "Faster remainder by
+// direct computation", exact for every 32-bit n and d >= 2).
+__device__ __forceinline__ uint32_t fast_div(uint32_t n, uint64_t magic) {
+    return magic == 0 ? n : uint32_t(__umul64hi(magic, uint64_t(n)));
+}
+
+// The same four quantities with cheaper instructions (variant v2 of the sparse sigmoid focal
+// kernel, kernels/README.md): one approximate reciprocal (MUFU.RCP, <= 2 ulp) instead of an IEEE
+// division, and log1p(e) for e in [0, 1] from a 5-term series below 1/16 (truncation
+// e^5 / 6 < 2e-7 relative) or the hardware log2 of 1 + e above (absolute error ~2^-22 on a value
+// >= 0.06, so ~3e-6 relative), instead of the ~22-instruction log1pf. exp stays the accurate
+// expf: __expf's argument rounding costs |x| * 2^-24 relative, up to 5e-6 at |x| = 88.
+__device__ __forceinline__ Sigmoid sigmoid_parts_fast(float x) {
+    const float e = expf(-fabsf(x));
+    const float series = e * (1.0f - e * (0.5f - e * (1.0f / 3.0f - e * (0.25f - e * 0.2f))));
+    const float l = e < 0.0625f ? series : __logf(1.0f + e);
+    return assemble_sigmoid(x, e, __fdividef(1.0f, 1.0f + e), l);
+}
+
+// ---- element access ----
+
+__device__ __forceinline__ float to_f32(float v) { return v; }
+__device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <class T>
+__device__ __forceinline__ T from_f32(float v);
+template <>
+__device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
+    return __float2bfloat16_rn(v);
+}
+
+// 16 bytes of T: the unit of a vector load or store.
+template <class T>
+struct alignas(16) Pack {
+    static constexpr int kCount = 16 / sizeof(T);
+    T v[kCount];
+};
+
+__device__ __forceinline__ bool aligned16(const void* p) {
+    return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
+
+// ---- deterministic reduction ----
+
+// Sum over the block in a fixed order (warp butterfly, then warp 0 over the warp sums); the
+// result is valid in thread 0. Called by every thread of the block.
+__device__ __forceinline__ double block_sum(double v) {
+    __shared__ double warp_sums[kWarpsPerBlock];
+    for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(kFullMask, v, offset);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) warp_sums[warp] = v;
+    __syncthreads();
+    double total = 0.0;
+    if (warp == 0) {
+        total = lane < kWarpsPerBlock ? warp_sums[lane] : 0.0;
+        for (int offset = 16; offset > 0; offset /= 2)
+            total += __shfl_xor_sync(kFullMask, total, offset);
+    }
+    // warp_sums may be reused by the next call.
+    __syncthreads();
+    return total;
+}
+
+}  // namespace focal

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The GPU checks of focal-cuda in one command, for a machine with an NVIDIA GPU and no Rust
+# toolchain (the binaries are built here and carried there).
+#
+#   scripts/gpu-check.sh build   # on the development machine: release binaries -> target/gpu-carry
+#   scripts/gpu-check.sh run     # on the GPU machine, from the repository root (under 8 minutes)
+#
+# `run` executes, with FOCAL_REQUIRE_GPU=1 (a missing GPU fails instead of skipping):
+#   1. the GPU tests of focal-cuda (crates/focal-cuda/tests/gpu.rs) and the GPU instance of
+#      every kernel property in src/kernel_tests.rs (the same bodies CI runs emulated);
+#   2. `xtask check-kernels`: every kernel and dtype pair, fresh random inputs up to 1M x 80,
+#      poisoned outputs, every element against focal-core's float64 reference, 3-run bit-identity;
+#   3. `xtask bench gpu`: focal-cuda at 8 x 120,087 x 80 (f32, bf16, f16) beside a device-to-device
+#      copy of the same bytes and torchvision eager / torch.compile when torch is importable.
+# and writes the logs and a Markdown summary under $OUT (default target/gpu-check-out).
+# With the device tool: carry `target/gpu-carry` and run `bash scripts/gpu-check.sh run`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+carry=target/gpu-carry
+
+case "${1:-}" in
+build)
+    cargo build --release -p xtask
+    test_bin=$(cargo test --release -p focal-cuda --test gpu --no-run 2>&1 |
+        sed -n 's/.*Executable tests\/gpu.rs (\(.*\))/\1/p' | tail -1)
+    lib_bin=$(cargo test --release -p focal-cuda --lib --no-run 2>&1 |
+        sed -n 's/.*Executable unittests src\/lib.rs (\(.*\))/\1/p' | tail -1)
+    [ -n "$test_bin" ] && [ -n "$lib_bin" ] || { echo "could not find the focal-cuda test binaries" >&2; exit 1; }
+    rm -rf "$carry" && mkdir -p "$carry"
+    # Debug info is not needed there and would make the carried tree large.
+    objcopy --strip-debug target/release/xtask "$carry/xtask"
+    objcopy --strip-debug "$test_bin" "$carry/focal-cuda-gpu-tests"
+    objcopy --strip-debug "$lib_bin" "$carry/focal-cuda-lib-tests"
+    du -sh "$carry"/*
+    ;;
+run)
+    out=${OUT:-target/gpu-check-out}
+    mkdir -p "$out"
+    [ -x "$carry/xtask" ] || { echo "no $carry/xtask: run \`scripts/gpu-check.sh build\` first and carry $carry" >&2; exit 1; }
+    export FOCAL_REQUIRE_GPU=1 FOCAL_ROOT="$PWD" PYTHONUNBUFFERED=1
+    summary="$out/gpu-check.md"
+    {
+        echo "# focal-cuda GPU check, $(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo
+        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>&1 || true
+        echo
+    } >"$summary"
+    status=0
+    step() {
+        local name=$1
+        shift
+        local t0=$SECONDS
+        echo "== $name" | tee -a "$summary"
+        if "$@" 2>&1 | tee "$out/$name.log"; then
+            echo "$name: ok ($((SECONDS - t0)) s)" | tee -a "$summary"
+        else
+            echo "$name: FAILED ($((SECONDS - t0)) s), see $name.log" | tee -a "$summary"
+            status=1
+        fi
+    }
+    step gpu-tests "$carry/focal-cuda-gpu-tests"
+    # Every property of the kernel tests, GPU instance (the emulated twins ran in CI).
+    step kernel-tests-gpu "$carry/focal-cuda-lib-tests" ::gpu
+    # Bounded (240 s, the bench 200 s) so the whole run stays under 8 minutes; if it runs out,
+    # `xtask check-kernels --quick` stops at 3 x 1001 x 80.
+    step check-kernels timeout 240 "$carry/xtask" check-kernels
+    step bench-gpu timeout 200 "$carry/xtask" bench gpu --json "$out/bench-gpu.json"
+    {
+        echo
+        sed -n '/^## GPU/,/^$/p;/^| /p' "$out/bench-gpu.log" | awk '!seen[$0]++'
+        grep -E "^(check-kernels on|all [0-9]+ kernel checks|.*FAILED)" "$out/check-kernels.log" || true
+    } >>"$summary"
+    cat "$summary"
+    exit $status
+    ;;
+*)
+    echo "usage: scripts/gpu-check.sh build|run" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,188 @@
+//! The GPU suite: focal-cuda's fused sigmoid focal forward+backward at RetinaNet's training
+//! size (8 images x 120,087 anchors x 80 classes), beside the floor (a device-to-device copy of
+//! the logits: the same bytes read and written) and torchvision's composite ops, eager and under
+//! `torch.compile`, on the same inputs, measured in one run.
+//!
+//! Times come from CUDA events around each call (the GPU's time, no host overhead); calls of
+//! every implementation alternate in rounds. Without a GPU the suite prints
+//! `skipped: no CUDA driver` (an error with `FOCAL_REQUIRE_GPU=1`).
+
+use super::{Options, Row, median, print_table, python_has, run_python_rows};
+use crate::check_kernels::{describe, gpu_or_skip};
+use anyhow::Result;
+use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr, ValidAsZeroBits};
+use focal_benches::{COCO_CLASSES, RETINANET_ANCHORS, retinanet_inputs};
+use focal_core::FocalParams;
+use focal_cuda::{Call, DeviceElement, DeviceTarget, Dims, FocalCuda, Normalization, Objective, Variant, Workspace};
+use half::{bf16, f16};
+use std::sync::Arc;
+
+/// Images per batch in the table (torchvision's RetinaNet recipe trains with 16 over 8 GPUs,
+/// 2 per GPU; 8 on one card is the target size).
+pub const IMAGES: usize = 8;
+
+/// Milliseconds of one call of `f` on the stream, from events around it.
+fn event_time(stream: &Arc<CudaStream>, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+    let ctx = stream.context();
+    let start = ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))?;
+    let end = ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))?;
+    start.record(stream)?;
+    f()?;
+    end.record(stream)?;
+    end.synchronize()?;
+    Ok(f64::from(start.elapsed_ms(&end)?) * 1e-3)
+}
+
+/// Medians of each implementation, timed in interleaved rounds after one warm-up call each.
+fn measure_gpu(
+    stream: &Arc<CudaStream>,
+    impls: &mut [&mut dyn FnMut() -> Result<()>],
+    calls: usize,
+) -> Result<Vec<f64>> {
+    const ROUNDS: usize = 5;
+    let mut samples = vec![Vec::new(); impls.len()];
+    for f in impls.iter_mut() {
+        f()?;
+    }
+    stream.synchronize()?;
+    for _ in 0..ROUNDS {
+        for (f, s) in impls.iter_mut().zip(&mut samples) {
+            for _ in 0..calls.div_ceil(ROUNDS) {
+                s.push(event_time(stream, *f)?);
+            }
+        }
+    }
+    Ok(samples.into_iter().map(median).collect())
+}
+
+struct Batch {
+    logits: Vec<f32>,
+    labels: Vec<i32>,
+}
+
+/// RetinaNet-like inputs for `IMAGES` images, image b from seed 42 + b.
+fn batch(anchors: usize, classes: usize) -> Batch {
+    let mut logits = Vec::with_capacity(IMAGES * anchors * classes);
+    let mut labels = Vec::with_capacity(IMAGES * anchors);
+    for b in 0..IMAGES {
+        let (x, l) = retinanet_inputs(anchors, classes, 42 + b as u64);
+        logits.extend(x);
+        labels.extend(l);
+    }
+    Batch { logits, labels }
+}
+
+fn rows_for<T: DeviceElement + DeviceRepr + ValidAsZeroBits>(
+    focal: &FocalCuda,
+    batch: &Batch,
+    dims: Dims,
+    calls: usize,
+) -> Result<Vec<Row>> {
+    let s = focal.stream().clone();
+    let host: Vec<T> = batch.logits.iter().map(|&v| T::from_f32(v)).collect();
+    let x: CudaSlice<T> = s.clone_htod(&host)?;
+    let labels = s.clone_htod(&batch.labels)?;
+    let mut grad = s.alloc_zeros::<T>(dims.numel())?;
+    let mut copy = s.alloc_zeros::<T>(dims.numel())?;
+    let mut ws = Workspace::new(&s, dims)?;
+    let call = Call::new(Objective::SigmoidFocal(FocalParams::retinanet()), dims, Normalization::ForegroundPerImage);
+    let call_v2 = Call { variant: Variant::V2, ..call.clone() };
+    let mut ours = || -> Result<()> {
+        focal.forward_backward::<T, T>(
+            &call,
+            &x.as_view(),
+            DeviceTarget::Sparse(labels.as_view()),
+            Some(&mut grad.as_view_mut()),
+            None,
+            &mut ws,
+        )?;
+        Ok(())
+    };
+    let mut ws2 = Workspace::new(&s, dims)?;
+    let mut grad2 = s.alloc_zeros::<T>(dims.numel())?;
+    let mut ours_v2 = || -> Result<()> {
+        focal.forward_backward::<T, T>(
+            &call_v2,
+            &x.as_view(),
+            DeviceTarget::Sparse(labels.as_view()),
+            Some(&mut grad2.as_view_mut()),
+            None,
+            &mut ws2,
+        )?;
+        Ok(())
+    };
+    let mut floor = || -> Result<()> {
+        s.memcpy_dtod(&x, &mut copy)?;
+        Ok(())
+    };
+    let times = measure_gpu(&s, &mut [&mut ours, &mut ours_v2, &mut floor], calls)?;
+    let n = dims.numel() as f64;
+    let elem = T::BYTES as f64;
+    let shape = format!("{}x{}x{} {}", dims.images, dims.anchors, dims.classes, T::NAME);
+    let group = "sigmoid_focal_fwd_bwd_gpu".to_string();
+    let ours_bytes = n * 2.0 * elem + dims.rows() as f64 * 4.0;
+    let row = |implementation: &str, median_s: f64, bytes: f64| Row {
+        group: group.clone(),
+        implementation: implementation.into(),
+        shape: shape.clone(),
+        threads: 1,
+        median_s,
+        bytes,
+    };
+    Ok(vec![
+        row("focal-cuda v1", times[0], ours_bytes),
+        row("focal-cuda v2", times[1], ours_bytes),
+        row("floor", times[2], n * 2.0 * elem),
+    ])
+}
+
+/// Runs the suite and prints its table (empty without a GPU).
+pub fn run(opts: &Options) -> Result<Vec<Row>> {
+    let Some(focal) = gpu_or_skip()? else {
+        return Ok(Vec::new());
+    };
+    focal.load_all()?;
+    let (anchors, classes) = (RETINANET_ANCHORS, COCO_CLASSES);
+    let dims = Dims::new(IMAGES, anchors, classes);
+    let batch = batch(anchors, classes);
+    let calls = if opts.quick { 10 } else { 100 };
+    let mut rows = Vec::new();
+    rows.extend(rows_for::<f32>(&focal, &batch, dims, calls)?);
+    rows.extend(rows_for::<bf16>(&focal, &batch, dims, calls)?);
+    rows.extend(rows_for::<f16>(&focal, &batch, dims, calls)?);
+
+    let mut note = String::new();
+    if python_has("torch, torchvision") {
+        let dir = super::workspace_root().join("target/bench-gpu-inputs");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("logits.f32"), bytemuck::cast_slice(&batch.logits))?;
+        std::fs::write(dir.join("labels.i32"), bytemuck::cast_slice(&batch.labels))?;
+        let args: Vec<String> = vec![
+            "--dir".into(),
+            dir.to_string_lossy().into_owned(),
+            "--images".into(),
+            IMAGES.to_string(),
+            "--anchors".into(),
+            anchors.to_string(),
+            "--classes".into(),
+            classes.to_string(),
+            "--calls".into(),
+            calls.to_string(),
+        ];
+        match run_python_rows("benches/python/focal_torchvision_gpu.py", &args) {
+            Ok(r) => rows.extend(r),
+            Err(e) => note = format!("torchvision rows failed: {e:#}"),
+        }
+    } else {
+        note = "torch/torchvision not importable: no torchvision rows".into();
+    }
+    print_table(
+        &format!("GPU: sigmoid focal loss forward+backward, RetinaNet per-image normaliser, {}", describe(&focal)),
+        &rows,
+        &["floor", "torchvision eager", "torchvision compile"],
+    );
+    if !note.is_empty() {
+        println!("\n{note}");
+    }
+    Ok(rows)
+}
