@@ -135,7 +135,8 @@ impl SyntheticConfig {
         let mut rng = SplitMix64::new(self.seed ^ (index as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
         let s = self.image_size;
         let mut image = background(&mut rng, s);
-        let count = self.min_objects + rng.below((self.max_objects - self.min_objects + 1) as u64) as usize;
+        let count =
+            self.min_objects + rng.below((self.max_objects.saturating_sub(self.min_objects) + 1) as u64) as usize;
         let mut boxes: Vec<BoxXyxy> = Vec::new();
         let mut labels = Vec::new();
         for _ in 0..count {

@@ -124,6 +124,17 @@ impl Subnet {
         d_levels: &mut [Tensor4],
         accumulate: bool,
     ) -> Result<()> {
+        let count = levels.len();
+        if self.raw.len() != count || d_raw.len() != count || d_levels.len() != count {
+            return Err(crate::RetinaError::Shape {
+                what: "subnet backward",
+                expected: format!(
+                    "{} levels (the last forward's) of inputs, output gradients and input gradients",
+                    self.raw.len()
+                ),
+                got: format!("{count}, {} and {}", d_raw.len(), d_levels.len()),
+            });
+        }
         let n = self.convs.len();
         for (l, x) in levels.iter().enumerate() {
             let acts = &self.acts[l];

@@ -141,6 +141,9 @@ impl Trainer {
     /// The images of iteration `it`: a seeded shuffle of the dataset per epoch, so the batch
     /// order only depends on the seed and the iteration (and resuming gives the same batches).
     pub fn batch_indices(&self, it: usize, dataset_len: usize) -> Vec<usize> {
+        if dataset_len == 0 {
+            return Vec::new();
+        }
         let b = self.config.batch_size;
         (0..b)
             .map(|k| {

@@ -31,6 +31,9 @@ pub fn resize_bilinear(img: &RgbImage, height: usize, width: usize) -> RgbImage 
     if img.height == height && img.width == width {
         return img.clone();
     }
+    if img.height == 0 || img.width == 0 || img.data.len() != 3 * img.height * img.width {
+        return RgbImage::zeros(height, width);
+    }
     let mut out = RgbImage::zeros(height, width);
     let (sy, sx) = (img.height as f32 / height as f32, img.width as f32 / width as f32);
     let src_plane = img.height * img.width;
