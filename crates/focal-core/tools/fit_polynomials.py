@@ -27,7 +27,7 @@ def main():
         s = np.sqrt(np.maximum(w, 1e-300))
         return np.where(w > 0, np.arctanh(s) / s, 1.0)
 
-    p = fit_relative(atanh_ratio, 0.0, 1.0 / 9.0, 4)
+    p = fit_relative(atanh_ratio, 0.0, 1.0 / 9.0, 3)
     w = np.linspace(0, 1 / 9, 200001)
     print("atanh P(w), w in [0, 1/9]:", [f"{v:.9e}" for v in p])
     print("  max relative error:", np.max(np.abs(np.polyval(p[::-1].astype(np.float64), w) / atanh_ratio(w) - 1)))
@@ -37,7 +37,7 @@ def main():
         return np.where(np.abs(r) > 1e-4, (np.expm1(r) - r) / r**2, 0.5 + r / 6 + r * r / 24)
 
     h = np.log(2) / 2
-    q = fit_relative(q_of, -h, h, 4)
+    q = fit_relative(q_of, -h, h, 3)
     r = np.linspace(-h, h, 200001)
     approx = 1 + r + r**2 * np.polyval(q[::-1].astype(np.float64), r)
     print("exp Q(r), r in [-ln2/2, ln2/2]:", [f"{v:.9e}" for v in q])
