@@ -26,8 +26,8 @@ pub(crate) fn exp<V: F32v>(x: V) -> V {
     // within 3e-7 absolute, a relative error of at most 3e-7 in the result (only where the
     // result is below 2^-100; 1e-8 for |x| < 5).
     let r = n.mul_add(V::splat(-std::f32::consts::LN_2), xc);
-    let mut q = V::splat(8.188_861_4e-3);
-    q = q.mul_add(r, V::splat(4.182_406_9e-2));
+    let mut q = V::splat(8.188_861e-3);
+    q = q.mul_add(r, V::splat(4.182_407e-2));
     q = q.mul_add(r, V::splat(1.666_811_3e-1));
     q = q.mul_add(r, V::splat(4.999_980_6e-1));
     let er = q.mul_add(r.mul(r), r).add(V::splat(1.0));
