@@ -3,10 +3,10 @@
 
 use crate::element::Element;
 use crate::error::Result;
-use crate::kernel::{Power, QualityFocal, Varifocal};
+use crate::kernel::{DenseElement, Power, QualityFocal, Varifocal};
 use crate::loss::{FocalLoss, Outputs, check_level, common_checks, is_f64, split_outputs, to_f64, write_f64_outputs};
 use crate::params::{Reduction, VarifocalParams, check_beta};
-use crate::reference;
+use crate::reference::{self, ReferenceOutput};
 use crate::sigmoid::{DenseTarget, check_dense, run_dense};
 use crate::simd::SimdLevel;
 use crate::tensor::{Tensor, TensorView};
@@ -43,19 +43,8 @@ impl FocalLoss for VarifocalLoss {
         &self,
         logits: TensorView<'_, T>,
         target: DenseTarget<'_>,
-        mut outputs: Outputs<'_, O, G>,
+        outputs: Outputs<'_, O, G>,
     ) -> Result<f64> {
-        let (_, classes, scale) = common_checks(&logits, &outputs, self.reduction, logits.numel())?;
-        check_dense(logits.shape(), &target)?;
-        let grad_scale = scale * outputs.upstream;
-        let upstream = outputs.upstream;
-        let (loss_out, grad_out) = split_outputs(&mut outputs);
-        if is_f64::<T>() {
-            let (x, t) = (to_f64(logits.as_slice()), to_f64(target.targets.as_slice()));
-            let w = target.weights.map(|w| to_f64(w.as_slice()));
-            let out = reference::varifocal(&x, classes, &t, w.as_deref(), &self.params, self.reduction, upstream)?;
-            return Ok(write_f64_outputs(out, loss_out, grad_out));
-        }
         let p = self.params;
         let element = Varifocal {
             alpha: p.alpha() as f32,
@@ -63,7 +52,9 @@ impl FocalLoss for VarifocalLoss {
             power: Power::of(p.gamma()),
             iou_weighted: p.iou_weighted(),
         };
-        Ok(run_dense(self.simd, element, logits, target, (loss_out, grad_out), grad_scale) * scale)
+        compute_dense(self.simd, self.reduction, element, logits, target, outputs, |x, classes, t, w, upstream| {
+            reference::varifocal(x, classes, t, w, &p, self.reduction, upstream)
+        })
     }
 }
 
@@ -103,20 +94,35 @@ impl FocalLoss for QualityFocalLoss {
         &self,
         logits: TensorView<'_, T>,
         target: DenseTarget<'_>,
-        mut outputs: Outputs<'_, O, G>,
+        outputs: Outputs<'_, O, G>,
     ) -> Result<f64> {
-        let (_, classes, scale) = common_checks(&logits, &outputs, self.reduction, logits.numel())?;
-        check_dense(logits.shape(), &target)?;
-        let grad_scale = scale * outputs.upstream;
-        let upstream = outputs.upstream;
-        let (loss_out, grad_out) = split_outputs(&mut outputs);
-        if is_f64::<T>() {
-            let (x, t) = (to_f64(logits.as_slice()), to_f64(target.targets.as_slice()));
-            let w = target.weights.map(|w| to_f64(w.as_slice()));
-            let out = reference::quality_focal(&x, classes, &t, w.as_deref(), self.beta, self.reduction, upstream)?;
-            return Ok(write_f64_outputs(out, loss_out, grad_out));
-        }
         let element = QualityFocal { beta: self.beta as f32, power: Power::of(self.beta) };
-        Ok(run_dense(self.simd, element, logits, target, (loss_out, grad_out), grad_scale) * scale)
+        compute_dense(self.simd, self.reduction, element, logits, target, outputs, |x, classes, t, w, upstream| {
+            reference::quality_focal(x, classes, t, w, self.beta, self.reduction, upstream)
+        })
     }
+}
+
+/// Shared body of the dense-target losses: validation, then the float64 reference for `f64`
+/// inputs or `element` on the fast path.
+fn compute_dense<T: Element, O: Element, G: Element, E: DenseElement>(
+    simd: SimdLevel,
+    reduction: Reduction,
+    element: E,
+    logits: TensorView<'_, T>,
+    target: DenseTarget<'_>,
+    mut outputs: Outputs<'_, O, G>,
+    f64_reference: impl FnOnce(&[f64], usize, &[f64], Option<&[f64]>, f64) -> Result<ReferenceOutput>,
+) -> Result<f64> {
+    let (_, classes, scale) = common_checks(&logits, &outputs, reduction, logits.numel())?;
+    check_dense(logits.shape(), &target)?;
+    let upstream = outputs.upstream;
+    let (loss_out, grad_out) = split_outputs(&mut outputs);
+    if is_f64::<T>() {
+        let (x, t) = (to_f64(logits.as_slice()), to_f64(target.targets.as_slice()));
+        let w = target.weights.map(|w| to_f64(w.as_slice()));
+        let out = f64_reference(&x, classes, &t, w.as_deref(), upstream)?;
+        return Ok(write_f64_outputs(out, loss_out, grad_out));
+    }
+    Ok(run_dense(simd, element, logits, target, (loss_out, grad_out), scale * upstream) * scale)
 }
