@@ -36,7 +36,7 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
     let threads = opts.threads;
     let best = SimdLevel::detect();
     let x_bf16: Vec<half::bf16> = x.iter().map(|&v| half::bf16::from_f32(v)).collect();
-    let mut grads: Vec<Vec<f32>> = (0..5).map(|_| vec![0.0f32; n]).collect();
+    let mut grads: Vec<Vec<f32>> = (0..4).map(|_| vec![0.0f32; n]).collect();
     let mut grad_bf16 = vec![half::bf16::ZERO; n];
     let mut floor_out = vec![0.0f32; n];
 
@@ -49,7 +49,7 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
 
     let mut names: Vec<(String, String, f64)> = Vec::new();
     let medians = {
-        let [ga, gb, gc, gd, ge] = &mut grads[..] else { unreachable!() };
+        let [ga, gb, gc, gd] = &mut grads[..] else { unreachable!() };
         let mut f_floor = || floor_copy(&x, &mut floor_out);
         let mut f_g2 = || {
             fused(&g2, &x, &labels, classes, ga);
@@ -73,7 +73,6 @@ fn run_in_pool(opts: &Options) -> Result<Vec<Row>> {
                 fused(l, &x, &labels, classes, gd);
             }
         };
-        let _ = ge;
         names.push(("sigmoid_focal_fwd_bwd".into(), "floor (read x, write same size)".into(), f32_bytes));
         names.push(("sigmoid_focal_fwd_bwd".into(), format!("ours {} gamma 2", best.name()), f32_bytes));
         names.push(("sigmoid_focal_fwd_bwd".into(), format!("ours {} gamma 1.5", best.name()), f32_bytes));
