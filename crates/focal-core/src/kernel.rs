@@ -18,7 +18,8 @@ pub(crate) struct Chunk<'a> {
     pub grad: Option<&'a mut [f32]>,
 }
 
-/// How `w^gamma` is computed: exactly for the common small integers, through `exp` otherwise.
+/// How `w^gamma` is computed: by multiplications and a correctly rounded square root for the
+/// common small values (0, 1/2, 1, 3/2, 2), through `exp(gamma log w)` otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Power {
@@ -26,6 +27,8 @@ pub(crate) enum Power {
     One = 1,
     Two = 2,
     General = 3,
+    Half = 4,
+    ThreeHalves = 5,
 }
 
 impl Power {
@@ -36,6 +39,10 @@ impl Power {
             Power::One
         } else if gamma == 2.0 {
             Power::Two
+        } else if gamma == 0.5 {
+            Power::Half
+        } else if gamma == 1.5 {
+            Power::ThreeHalves
         } else {
             Power::General
         }
@@ -48,6 +55,8 @@ impl Power {
             Power::Zero => V::splat(1.0),
             Power::One => w,
             Power::Two => w.mul(w),
+            Power::Half => w.sqrt(),
+            Power::ThreeHalves => w.mul(w.sqrt()),
             Power::General => pow_from_log(log_w(), gamma),
         }
     }
@@ -63,6 +72,8 @@ impl Power {
             0 => Power::Zero,
             1 => Power::One,
             2 => Power::Two,
+            4 => Power::Half,
+            5 => Power::ThreeHalves,
             _ => Power::General,
         }
     }
@@ -319,29 +330,30 @@ pub(crate) enum WeightsRef<'a> {
     PerElement(&'a [f32]),
 }
 
-/// Flushes the `f32` row accumulator into `f64` after this many vectors, bounding the `f32`
+/// Flushes the `f32` lane accumulator into `f64` after this many vectors, bounding the `f32`
 /// rounding of any partial sum to 8 terms.
 const FLUSH_EVERY: usize = 8;
 
-/// Running loss sum of a chunk: `f32` lanes over at most [`FLUSH_EVERY`] vectors, `f64` lanes
-/// beyond, plus the `f64` sum of the elements that took the scalar path.
+/// Running loss sum of a chunk: `f32` lanes over at most `every` vectors, `f64` lanes beyond,
+/// plus the `f64` sum of the elements that took the scalar path.
 struct LossSum<V: F32v> {
     lanes: V,
     count: usize,
+    every: usize,
     wide: V::Acc,
     scalar: f64,
 }
 
 impl<V: F32v> LossSum<V> {
     #[inline(always)]
-    fn new() -> Self {
-        LossSum { lanes: V::splat(0.0), count: 0, wide: V::acc_zero(), scalar: 0.0 }
+    fn new(every: usize) -> Self {
+        LossSum { lanes: V::splat(0.0), count: 0, every, wide: V::acc_zero(), scalar: 0.0 }
     }
     #[inline(always)]
     fn add(&mut self, v: V) {
         self.lanes = self.lanes.add(v);
         self.count += 1;
-        if self.count == FLUSH_EVERY {
+        if self.count == self.every {
             self.flush();
         }
     }
@@ -353,10 +365,14 @@ impl<V: F32v> LossSum<V> {
             self.count = 0;
         }
     }
+    /// The chunk's sum; `Err` with the `every` to retry with when an `f32` lane overflowed
+    /// (only vectors of finite losses reach the lanes, so that takes losses near `f32::MAX`):
+    /// the kernel then reruns the chunk flushing after every vector.
     #[inline(always)]
-    fn total(mut self) -> f64 {
+    fn total(mut self) -> Result<f64, usize> {
         self.flush();
-        V::acc_sum(self.wide) + self.scalar
+        let lanes = V::acc_sum(self.wide);
+        if lanes.is_finite() || self.every == 1 { Ok(lanes + self.scalar) } else { Err(1) }
     }
 }
 
@@ -386,57 +402,123 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
         let c = self.classes;
         let rows = chunk.x.len() / c;
         let scale = V::splat(self.grad_scale);
-        let iota = V::iota();
-        let mut sum = LossSum::<V>::new();
-        for r in 0..rows {
-            let row = chunk.row0 + r;
-            let base = r * c;
-            let gbase = row * c;
-            let xs = &chunk.x[base..base + c];
-            let ts = &self.targets[gbase..gbase + c];
-            let mut j = 0;
-            while j < c {
-                let len = V::LANES.min(c - j);
-                let full = len == V::LANES;
-                let x = if full { V::load(&xs[j..]) } else { V::load_partial(&xs[j..j + len]) };
-                if !x.all_finite() {
-                    for i in 0..len {
-                        let w = self.weight_at(row, gbase + j + i) as f64;
-                        let (l, g) = self.element.scalar(xs[j + i] as f64, ts[j + i] as f64, j + i);
-                        sum.scalar += w * l;
-                        scalar_store(&mut chunk, base + j + i, w * l, w * g * self.grad_scale as f64);
+        let mut every = FLUSH_EVERY;
+        loop {
+            let mut sum = LossSum::<V>::new(every);
+            // Vectors holding a NaN or an infinity are computed (and their results discarded) like
+            // the others, then redone by the scalar pass after the loop: the hot loop makes no call,
+            // which would force its vector registers (all caller-saved) onto the stack.
+            let mut non_finite = false;
+            for r in 0..rows {
+                let row = chunk.row0 + r;
+                let base = r * c;
+                let gbase = row * c;
+                let xs = &chunk.x[base..base + c];
+                let ts = &self.targets[gbase..gbase + c];
+                let mut j = 0;
+                while j < c {
+                    let len = V::LANES.min(c - j);
+                    let full = len == V::LANES;
+                    let x = if full { V::load(&xs[j..]) } else { V::load_partial(&xs[j..j + len]) };
+                    let t = if full { V::load(&ts[j..]) } else { V::load_partial(&ts[j..j + len]) };
+                    let (mut loss, mut grad) = match self.element.eval_hard(x, t, j, len) {
+                        Some(scaled) => scaled,
+                        None => {
+                            let (loss, grad) = self.element.eval(x, t, j, len);
+                            (loss, grad.mul(scale))
+                        }
+                    };
+                    let weight = match self.weights {
+                        WeightsRef::None => None,
+                        WeightsRef::PerRow(w) => Some(V::splat(w[row])),
+                        WeightsRef::PerElement(w) => {
+                            let ws = &w[gbase + j..gbase + j + len];
+                            Some(if full { V::load(ws) } else { V::load_partial(ws) })
+                        }
+                    };
+                    if let Some(w) = weight {
+                        loss = loss.mul(w);
+                        grad = grad.mul(w);
                     }
+                    let finite = x.all_finite();
+                    non_finite |= !finite;
+                    sum.add(vector_contribution(loss, len, finite));
+                    store(&mut chunk.loss, base + j, len, loss);
+                    store(&mut chunk.grad, base + j, len, grad);
                     j += len;
-                    continue;
                 }
-                let t = if full { V::load(&ts[j..]) } else { V::load_partial(&ts[j..j + len]) };
-                let (mut loss, mut grad) = match self.element.eval_hard(x, t, j, len) {
-                    Some(scaled) => scaled,
-                    None => {
-                        let (loss, grad) = self.element.eval(x, t, j, len);
-                        (loss, grad.mul(scale))
-                    }
-                };
-                let weight = match self.weights {
-                    WeightsRef::None => None,
-                    WeightsRef::PerRow(w) => Some(V::splat(w[row])),
-                    WeightsRef::PerElement(w) => {
-                        let ws = &w[gbase + j..gbase + j + len];
-                        Some(if full { V::load(ws) } else { V::load_partial(ws) })
-                    }
-                };
-                if let Some(w) = weight {
-                    loss = loss.mul(w);
-                    grad = grad.mul(w);
-                }
-                sum.add(if full { loss } else { V::select(iota.lt(V::splat(len as f32)), loss, V::splat(0.0)) });
-                store(&mut chunk.loss, base + j, len, loss);
-                store(&mut chunk.grad, base + j, len, grad);
-                j += len;
             }
-            sum.flush();
+            if non_finite {
+                sum.scalar = self.redo_non_finite(&mut chunk, V::LANES);
+            }
+            match sum.total() {
+                Ok(total) => return total,
+                Err(retry) => every = retry,
+            }
         }
-        sum.total()
+    }
+}
+
+impl<E: DenseElement> DenseKernel<'_, E> {
+    /// Recomputes, with the float64 reference, the vectors of the chunk (as the vector loop
+    /// splits its rows into `lanes`-wide pieces) that hold a NaN or an infinity; returns the
+    /// sum of their losses.
+    #[cold]
+    #[inline(never)]
+    fn redo_non_finite(&self, chunk: &mut Chunk<'_>, lanes: usize) -> f64 {
+        let c = self.classes;
+        let x = chunk.x;
+        let mut total = 0.0;
+        for_each_non_finite(x, c, lanes, |r, j| {
+            let row = chunk.row0 + r;
+            let (at, gat) = (r * c + j, row * c + j);
+            let w = self.weight_at(row, gat) as f64;
+            let (l, g) = self.element.scalar(x[at] as f64, self.targets[gat] as f64, j);
+            total += w * l;
+            scalar_store(chunk, at, w * l, w * g * self.grad_scale as f64);
+        });
+        total
+    }
+}
+
+/// Calls `f(row, class)` for every element of `x` (`classes` per row) in a `lanes`-wide piece
+/// of its row that holds a NaN or an infinity, in order. `skip_row(row)` leaves rows out.
+fn for_each_non_finite_in(
+    x: &[f32],
+    classes: usize,
+    lanes: usize,
+    skip_row: impl Fn(usize) -> bool,
+    mut f: impl FnMut(usize, usize),
+) {
+    for (r, xs) in x.chunks_exact(classes).enumerate() {
+        if skip_row(r) {
+            continue;
+        }
+        for (k, piece) in xs.chunks(lanes).enumerate() {
+            if piece.iter().all(|v| v.is_finite()) {
+                continue;
+            }
+            for i in 0..piece.len() {
+                f(r, k * lanes + i);
+            }
+        }
+    }
+}
+
+fn for_each_non_finite(x: &[f32], classes: usize, lanes: usize, f: impl FnMut(usize, usize)) {
+    for_each_non_finite_in(x, classes, lanes, |_| false, f)
+}
+
+/// What a vector adds to the loss sum: its first `len` lanes, or nothing when it holds a NaN or
+/// an infinity (the scalar pass adds those).
+#[inline(always)]
+fn vector_contribution<V: F32v>(loss: V, len: usize, finite: bool) -> V {
+    if !finite {
+        V::splat(0.0)
+    } else if len == V::LANES {
+        loss
+    } else {
+        V::select(V::iota().lt(V::splat(len as f32)), loss, V::splat(0.0))
     }
 }
 
@@ -481,10 +563,14 @@ impl HardTargets {
             (0, true) => self.eval::<V, 0, true>(x, pos, j, len),
             (1, true) => self.eval::<V, 1, true>(x, pos, j, len),
             (2, true) => self.eval::<V, 2, true>(x, pos, j, len),
+            (4, true) => self.eval::<V, 4, true>(x, pos, j, len),
+            (5, true) => self.eval::<V, 5, true>(x, pos, j, len),
             (_, true) => self.eval::<V, 3, true>(x, pos, j, len),
             (0, false) => self.eval::<V, 0, false>(x, pos, j, len),
             (1, false) => self.eval::<V, 1, false>(x, pos, j, len),
             (2, false) => self.eval::<V, 2, false>(x, pos, j, len),
+            (4, false) => self.eval::<V, 4, false>(x, pos, j, len),
+            (5, false) => self.eval::<V, 5, false>(x, pos, j, len),
             (_, false) => self.eval::<V, 3, false>(x, pos, j, len),
         }
     }
@@ -527,7 +613,9 @@ impl HardTargets {
 
 impl HardTargets {
     /// [`HardTargets::eval`] for a vector with no positive lane (nearly all of them):
-    /// `s = -x`, so the sign selects disappear.
+    /// `s = -x`, so the sign selects disappear; and when no logit is positive (the common case
+    /// for background anchors) neither do the selects on the sign of `x`, with bit-identical
+    /// results.
     #[inline(always)]
     fn eval_negative<V: F32v, const POWER: u8, const UNIFORM: bool>(
         &self,
@@ -538,16 +626,22 @@ impl HardTargets {
     ) -> (V, V) {
         let zero = V::splat(0.0);
         let gamma = V::splat(self.gamma);
-        let e = exp(x.abs().neg());
-        let (r, z) = sigmoid_denominators(e);
-        let er = e.mul(r);
-        // s = -x >= 0 where x <= 0: there p_t = r and q = e r.
-        let x_nonpos = x.le(zero);
-        let pt = V::select(x_nonpos, r, er);
-        let q = V::select(x_nonpos, er, r);
-        let l = log1p_from_z(z);
-        let ce = l.add(x.max(zero));
-        let qg = Power::from_tag(POWER).apply(q, || x.min(zero).sub(l), gamma);
+        let (pt, q, ce, log_q) = if x.all_nonpositive() {
+            // -|x| = x, so p_t = 1 / (1 + e), q = e p_t, softplus(x) = log1p(e).
+            let e = exp(x);
+            let (r, z) = sigmoid_denominators(e);
+            let l = log1p_from_z(z);
+            (r, e.mul(r), l, x.sub(l))
+        } else {
+            let e = exp(x.abs().neg());
+            let (r, z) = sigmoid_denominators(e);
+            let er = e.mul(r);
+            // s = -x >= 0 where x <= 0: there p_t = r and q = e r.
+            let x_nonpos = x.le(zero);
+            let l = log1p_from_z(z);
+            (V::select(x_nonpos, r, er), V::select(x_nonpos, er, r), l.add(x.max(zero)), x.min(zero).sub(l))
+        };
+        let qg = Power::from_tag(POWER).apply(q, || log_q, gamma);
         let (a_loss, a_grad) = if UNIFORM {
             uniform_neg
         } else {
@@ -570,10 +664,14 @@ impl ChunkKernel for SigmoidSparse<'_> {
             (0, true) => self.rows::<V, 0, true>(chunk),
             (1, true) => self.rows::<V, 1, true>(chunk),
             (2, true) => self.rows::<V, 2, true>(chunk),
+            (4, true) => self.rows::<V, 4, true>(chunk),
+            (5, true) => self.rows::<V, 5, true>(chunk),
             (_, true) => self.rows::<V, 3, true>(chunk),
             (0, false) => self.rows::<V, 0, false>(chunk),
             (1, false) => self.rows::<V, 1, false>(chunk),
             (2, false) => self.rows::<V, 2, false>(chunk),
+            (4, false) => self.rows::<V, 4, false>(chunk),
+            (5, false) => self.rows::<V, 5, false>(chunk),
             (_, false) => self.rows::<V, 3, false>(chunk),
         }
     }
@@ -584,50 +682,79 @@ impl SigmoidSparse<'_> {
     fn rows<V: F32v, const POWER: u8, const UNIFORM: bool>(&self, mut chunk: Chunk<'_>) -> f64 {
         let c = self.classes;
         let rows = chunk.x.len() / c;
-        let iota = V::iota();
-        let mut sum = LossSum::<V>::new();
         // Hoisted out of the loop: the alpha of negatives when it is the same for all classes.
         let hard = &self.hard;
         let uniform_neg = (V::splat(hard.alpha.loss_neg[0]), V::splat(hard.alpha.grad_neg[0]));
-        for r in 0..rows {
-            let label = self.labels[chunk.row0 + r];
-            let base = r * c;
-            if label == IGNORE {
-                for out in [&mut chunk.loss, &mut chunk.grad].into_iter().flatten() {
-                    out[base..base + c].fill(0.0);
-                }
-                continue;
-            }
-            let xs = &chunk.x[base..base + c];
-            let mut j = 0;
-            while j < c {
-                let len = V::LANES.min(c - j);
-                let full = len == V::LANES;
-                let x = if full { V::load(&xs[j..]) } else { V::load_partial(&xs[j..j + len]) };
-                if !x.all_finite() {
-                    for i in 0..len {
-                        let t = if label == (j + i) as i32 { 1.0 } else { 0.0 };
-                        let (ap, an) = hard.alpha.scalar(j + i);
-                        let (l, g) =
-                            crate::reference::sigmoid_focal_element(xs[j + i] as f64, t, ap, an, hard.gamma as f64);
-                        sum.scalar += l;
-                        scalar_store(&mut chunk, base + j + i, l, g * self.grad_scale as f64);
+        let mut every = FLUSH_EVERY;
+        loop {
+            let mut sum = LossSum::<V>::new(every);
+            // As in the dense kernel: vectors with a NaN or an infinity are redone after the loop.
+            let mut non_finite = false;
+            for r in 0..rows {
+                let label = self.labels[chunk.row0 + r];
+                let base = r * c;
+                if label == IGNORE {
+                    // Zero outputs, and zero vectors added to the sum so that it is grouped
+                    // exactly as the dense kernel's with weight 0 on this row.
+                    let mut j = 0;
+                    while j < c {
+                        let len = V::LANES.min(c - j);
+                        store(&mut chunk.loss, base + j, len, V::splat(0.0));
+                        store(&mut chunk.grad, base + j, len, V::splat(0.0));
+                        sum.add(V::splat(0.0));
+                        j += len;
                     }
-                    j += len;
                     continue;
                 }
-                let (loss, grad) = match (label as isize - j as isize).try_into() {
-                    Ok(k) if k < len => hard.eval::<V, POWER, UNIFORM>(x, V::lane_mask(k), j, len),
-                    _ => hard.eval_negative::<V, POWER, UNIFORM>(x, j, len, uniform_neg),
-                };
-                sum.add(if full { loss } else { V::select(iota.lt(V::splat(len as f32)), loss, V::splat(0.0)) });
-                store(&mut chunk.loss, base + j, len, loss);
-                store(&mut chunk.grad, base + j, len, grad);
-                j += len;
+                let xs = &chunk.x[base..base + c];
+                let mut j = 0;
+                while j < c {
+                    let len = V::LANES.min(c - j);
+                    let full = len == V::LANES;
+                    let x = if full { V::load(&xs[j..]) } else { V::load_partial(&xs[j..j + len]) };
+                    let (loss, grad) = match (label as isize - j as isize).try_into() {
+                        Ok(k) if k < len => hard.eval::<V, POWER, UNIFORM>(x, V::lane_mask(k), j, len),
+                        _ => hard.eval_negative::<V, POWER, UNIFORM>(x, j, len, uniform_neg),
+                    };
+                    let finite = x.all_finite();
+                    non_finite |= !finite;
+                    sum.add(vector_contribution(loss, len, finite));
+                    store(&mut chunk.loss, base + j, len, loss);
+                    store(&mut chunk.grad, base + j, len, grad);
+                    j += len;
+                }
             }
-            sum.flush();
+            if non_finite {
+                sum.scalar = self.redo_non_finite(&mut chunk, V::LANES);
+            }
+            match sum.total() {
+                Ok(total) => return total,
+                Err(retry) => every = retry,
+            }
         }
-        sum.total()
+    }
+
+    /// The scalar pass of [`SigmoidSparse::rows`] (see [`DenseKernel::redo_non_finite`]).
+    #[cold]
+    #[inline(never)]
+    fn redo_non_finite(&self, chunk: &mut Chunk<'_>, lanes: usize) -> f64 {
+        let c = self.classes;
+        let (x, row0, hard) = (chunk.x, chunk.row0, &self.hard);
+        let mut total = 0.0;
+        for_each_non_finite_in(
+            x,
+            c,
+            lanes,
+            |r| self.labels[row0 + r] == IGNORE,
+            |r, j| {
+                let t = if self.labels[row0 + r] == j as i32 { 1.0 } else { 0.0 };
+                let (ap, an) = hard.alpha.scalar(j);
+                let (l, g) = crate::reference::sigmoid_focal_element(x[r * c + j] as f64, t, ap, an, hard.gamma as f64);
+                total += l;
+                scalar_store(chunk, r * c + j, l, g * self.grad_scale as f64);
+            },
+        );
+        total
     }
 }
 

@@ -142,3 +142,20 @@ fn softmax_is_finite_when_logits_differ_by_more_than_exp_can_hold() {
         assert!((l - 2000.0).abs() < 1e-9 && r == [1.0, -1.0, 0.0], "reference: {l} {r:?}");
     }
 }
+
+#[test]
+fn sum_of_losses_near_f32_max_is_finite_and_exact() {
+    // Each element's loss is finite (about 0.75 * 3e38), but eight of them overflow an f32
+    // accumulator: the kernels must notice and sum such a chunk in f64.
+    let classes = 160;
+    let x: Vec<f32> = (0..2 * classes).map(|i| 3.0e38 - (i as f32) * 1e35).collect();
+    let labels = [-1, 7];
+    for level in SimdLevel::supported() {
+        for gamma in [0.0, 2.0] {
+            let (v, el, _) = run(level, gamma, &x, &labels, classes);
+            let exact: f64 = el.iter().map(|&l| l as f64).sum();
+            assert!(el.iter().all(|l| l.is_finite()), "{level:?} gamma {gamma}");
+            assert!(v.is_finite() && ((v - exact) / exact).abs() < 1e-6, "{level:?} gamma {gamma}: {v} vs {exact}");
+        }
+    }
+}

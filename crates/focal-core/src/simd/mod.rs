@@ -114,6 +114,8 @@ pub(crate) unsafe trait F32v: Copy {
     fn sub(self, o: Self) -> Self;
     fn mul(self, o: Self) -> Self;
     fn div(self, o: Self) -> Self;
+    /// Square root, correctly rounded.
+    fn sqrt(self) -> Self;
     /// `self * b + c`, fused where the hardware has it.
     fn mul_add(self, b: Self, c: Self) -> Self;
     fn max(self, o: Self) -> Self;
@@ -152,6 +154,8 @@ pub(crate) unsafe trait F32v: Copy {
     fn all_finite(self) -> bool;
     /// Whether every lane is zero.
     fn all_zero(self) -> bool;
+    /// Whether every lane is `<= 0` (false if any is NaN).
+    fn all_nonpositive(self) -> bool;
 
     /// An `f64` accumulator with one lane per `f32` lane.
     type Acc: Copy;

@@ -79,6 +79,11 @@ unsafe impl F32v for F32x4 {
         F32x4(unsafe { vdivq_f32(self.0, o.0) })
     }
     #[inline(always)]
+    fn sqrt(self) -> Self {
+        // SAFETY: see the impl.
+        F32x4(unsafe { vsqrtq_f32(self.0) })
+    }
+    #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
         // SAFETY: see the impl.
         F32x4(unsafe { vfmaq_f32(c.0, self.0, b.0) })
@@ -168,6 +173,11 @@ unsafe impl F32v for F32x4 {
     fn all_zero(self) -> bool {
         // SAFETY: see the impl.
         unsafe { vminvq_u32(vceqq_f32(self.0, vdupq_n_f32(0.0))) != 0 }
+    }
+    #[inline(always)]
+    fn all_nonpositive(self) -> bool {
+        // SAFETY: see the impl.
+        unsafe { vminvq_u32(vcleq_f32(self.0, vdupq_n_f32(0.0))) != 0 }
     }
     type Acc = [f64; 4];
     #[inline(always)]

@@ -72,6 +72,10 @@ unsafe impl F32v for F32x8 {
         zip(self, o, |a, b| a / b)
     }
     #[inline(always)]
+    fn sqrt(self) -> Self {
+        zip(self, self, |a, _| a.sqrt())
+    }
+    #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
         // Without a guaranteed FMA unit `f32::mul_add` is a slow library call; in f64 the
         // product is exact, so this rounds like a fused multiply-add (but for rare double
@@ -144,6 +148,10 @@ unsafe impl F32v for F32x8 {
     #[inline(always)]
     fn all_zero(self) -> bool {
         self.0.iter().all(|&v| v == 0.0)
+    }
+    #[inline(always)]
+    fn all_nonpositive(self) -> bool {
+        self.0.iter().all(|&v| v <= 0.0)
     }
     type Acc = [f64; 8];
     #[inline(always)]

@@ -91,6 +91,11 @@ unsafe impl F32v for F32x16 {
         F32x16(unsafe { _mm512_div_ps(self.0, o.0) })
     }
     #[inline(always)]
+    fn sqrt(self) -> Self {
+        // SAFETY: see the impl.
+        F32x16(unsafe { _mm512_sqrt_ps(self.0) })
+    }
+    #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
         // SAFETY: see the impl.
         F32x16(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
@@ -188,6 +193,11 @@ unsafe impl F32v for F32x16 {
     fn all_zero(self) -> bool {
         // SAFETY: see the impl.
         unsafe { _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(self.0, _mm512_setzero_ps()) == 0 }
+    }
+    #[inline(always)]
+    fn all_nonpositive(self) -> bool {
+        // SAFETY: see the impl.
+        unsafe { _mm512_cmp_ps_mask::<_CMP_LE_OQ>(self.0, _mm512_setzero_ps()) == 0xffff }
     }
     type Acc = (__m512d, __m512d);
     #[inline(always)]
@@ -293,6 +303,11 @@ unsafe impl F32v for F32x8Avx {
         F32x8Avx(unsafe { _mm256_div_ps(self.0, o.0) })
     }
     #[inline(always)]
+    fn sqrt(self) -> Self {
+        // SAFETY: see the impl.
+        F32x8Avx(unsafe { _mm256_sqrt_ps(self.0) })
+    }
+    #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
         // SAFETY: see the impl.
         F32x8Avx(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
@@ -380,6 +395,11 @@ unsafe impl F32v for F32x8Avx {
     fn all_zero(self) -> bool {
         // SAFETY: see the impl.
         unsafe { _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.0, _mm256_setzero_ps())) == 0 }
+    }
+    #[inline(always)]
+    fn all_nonpositive(self) -> bool {
+        // SAFETY: see the impl.
+        unsafe { _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(self.0, _mm256_setzero_ps())) == 0xff }
     }
     type Acc = (__m256d, __m256d);
     #[inline(always)]
