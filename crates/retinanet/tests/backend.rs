@@ -5,6 +5,9 @@
 //! `cargo test -p retinanet --features cuda --test backend`.
 
 use anchors::{Anchors, GroundTruth};
+
+mod common;
+use common::grid_anchors;
 use retinanet::init::NormalRng;
 use retinanet::{FocalBackend, LossConfig, LossValues, Normalizer, RetinaLoss};
 
@@ -22,16 +25,7 @@ const GT_BOXES: [&[[f32; 4]]; 3] =
 const GT_LABELS: [&[i32]; 3] = [&[0, 2], &[1], &[]];
 
 fn batch() -> Batch {
-    let mut boxes = Vec::new();
-    for y in 0..8 {
-        for x in 0..8 {
-            let (cx, cy) = (x as f32 * 8.0 + 4.0, y as f32 * 8.0 + 4.0);
-            for s in [8.0f32, 16.0] {
-                boxes.push([cx - s, cy - s, cx + s, cy + s]);
-            }
-        }
-    }
-    let anchors = Anchors::from_boxes(boxes).unwrap();
+    let anchors = grid_anchors();
     let n = GT_BOXES.len() * anchors.len();
     let mut rng = NormalRng::new(21);
     let mut logits = vec![0.0f32; n * CLASSES];
