@@ -37,17 +37,18 @@ fn batch() -> Batch {
     Batch { anchors, logits, regression }
 }
 
-/// Two steps (so the EMA normaliser moves), returning each step's values and gradients.
-fn run(mut loss: RetinaLoss, b: &Batch) -> Vec<(LossValues, Vec<f32>, Vec<[f32; 4]>)> {
+/// One step on `b` with `loss`.
+fn run_into(loss: &mut RetinaLoss, b: &Batch) -> (LossValues, Vec<f32>, Vec<[f32; 4]>) {
     let gt: Vec<GroundTruth<'_>> =
         GT_BOXES.iter().zip(GT_LABELS).map(|(boxes, labels)| GroundTruth { boxes, labels }).collect();
-    (0..2)
-        .map(|_| {
-            let (mut gl, mut gr) = (vec![f32::NAN; b.logits.len()], vec![[f32::NAN; 4]; b.regression.len()]);
-            let v = loss.compute(&b.logits, &b.regression, &b.anchors, &gt, CLASSES, &mut gl, &mut gr).unwrap();
-            (v, gl, gr)
-        })
-        .collect()
+    let (mut gl, mut gr) = (vec![f32::NAN; b.logits.len()], vec![[f32::NAN; 4]; b.regression.len()]);
+    let v = loss.compute(&b.logits, &b.regression, &b.anchors, &gt, CLASSES, &mut gl, &mut gr).unwrap();
+    (v, gl, gr)
+}
+
+/// Two steps (so the EMA normaliser moves), returning each step's values and gradients.
+fn run(mut loss: RetinaLoss, b: &Batch) -> Vec<(LossValues, Vec<f32>, Vec<[f32; 4]>)> {
+    (0..2).map(|_| run_into(&mut loss, b)).collect()
 }
 
 fn configs() -> [LossConfig; 2] {
@@ -86,6 +87,21 @@ fn cpu_backend_loss_is_finite_and_gradient_fully_written() {
         assert!(v.classification.is_finite() && v.classification > 0.0 && v.num_foreground > 0, "{v:?}");
         assert!(gl.iter().all(|g| g.is_finite()) && gr.iter().flatten().all(|g| g.is_finite()));
     }
+}
+
+/// The GPU path normalises with `Normalization::ForegroundPerImage`, which counts the labels
+/// `>= 0` of each image on the device; the CPU path divides by the assigner's
+/// `num_foreground`. Both must be the same number for the two paths to mean the same thing.
+#[test]
+fn foreground_counts_of_the_cpu_normaliser_are_the_labels_a_gpu_counts() {
+    let b = batch();
+    let mut loss = RetinaLoss::with_backend(LossConfig::default(), FocalBackend::Cpu).unwrap();
+    run_into(&mut loss, &b);
+    let a = b.anchors.len();
+    let t = loss.targets();
+    let counted: Vec<usize> = t.labels().chunks(a).map(|l| l.iter().filter(|&&x| x >= 0).count()).collect();
+    assert_eq!(t.num_foreground(), counted.as_slice());
+    assert!(counted[0] > 0 && counted[1] > 0 && counted[2] == 0, "{counted:?}");
 }
 
 #[cfg(feature = "cuda")]
