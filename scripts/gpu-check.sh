@@ -7,7 +7,9 @@
 #
 # `run` executes, with FOCAL_REQUIRE_GPU=1 (a missing GPU fails instead of skipping):
 #   1. the GPU tests of focal-cuda (crates/focal-cuda/tests/gpu.rs) and the GPU instance of
-#      every kernel property in src/kernel_tests.rs (the same bodies CI runs emulated);
+#      every kernel property in src/kernel_tests.rs (the same bodies CI runs emulated), then
+#      retinanet's backend test built with `cuda` (crates/retinanet/tests/backend.rs: the
+#      RetinaNet focal loss and gradient on focal-cuda against focal-core, a few seconds);
 #   2. `xtask check-kernels`: every kernel and dtype pair, fresh random inputs up to 1M x 80,
 #      poisoned outputs, every element against focal-core's float64 reference, 3-run bit-identity;
 #   3. `xtask bench gpu`: focal-cuda at 8 x 120,087 x 80 (f32, bf16, f16) beside a device-to-device
@@ -25,12 +27,16 @@ build)
         sed -n 's/.*Executable tests\/gpu.rs (\(.*\))/\1/p' | tail -1)
     lib_bin=$(cargo test --release -p focal-cuda --lib --no-run 2>&1 |
         sed -n 's/.*Executable unittests src\/lib.rs (\(.*\))/\1/p' | tail -1)
+    retina_bin=$(cargo test --release -p retinanet --features cuda --test backend --no-run 2>&1 |
+        sed -n 's/.*Executable tests\/backend.rs (\(.*\))/\1/p' | tail -1)
     [ -n "$test_bin" ] && [ -n "$lib_bin" ] || { echo "could not find the focal-cuda test binaries" >&2; exit 1; }
+    [ -n "$retina_bin" ] || { echo "could not find the retinanet backend test binary" >&2; exit 1; }
     rm -rf "$carry" && mkdir -p "$carry"
     # Debug info is not needed there and would make the carried tree large.
     objcopy --strip-debug target/release/xtask "$carry/xtask"
     objcopy --strip-debug "$test_bin" "$carry/focal-cuda-gpu-tests"
     objcopy --strip-debug "$lib_bin" "$carry/focal-cuda-lib-tests"
+    objcopy --strip-debug "$retina_bin" "$carry/retinanet-cuda-tests"
     du -sh "$carry"/*
     ;;
 run)
@@ -61,6 +67,8 @@ run)
     step gpu-tests "$carry/focal-cuda-gpu-tests"
     # Every property of the kernel tests, GPU instance (the emulated twins ran in CI).
     step kernel-tests-gpu "$carry/focal-cuda-lib-tests" ::gpu
+    # RetinaNet's focal loss through focal-cuda against focal-core (GPU comparison not skipped).
+    step retinanet-cuda "$carry/retinanet-cuda-tests" --nocapture
     # Bounded (240 s, the bench 200 s) so the whole run stays under 8 minutes; if it runs out,
     # `xtask check-kernels --quick` stops at 3 x 1001 x 80.
     step check-kernels timeout 240 "$carry/xtask" check-kernels

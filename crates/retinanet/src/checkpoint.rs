@@ -79,10 +79,24 @@ pub fn read_config(path: &Path) -> Result<ModelConfig> {
 /// # Errors
 /// As [`read_config`].
 pub fn read_class_names(path: &Path) -> Result<Option<Vec<String>>> {
+    read_json_metadata(path, "class_names")
+}
+
+/// The COCO category id of each label stored by `retinanet train` (`category_ids`
+/// metadata), if any.
+///
+/// # Errors
+/// As [`read_config`].
+pub fn read_category_ids(path: &Path) -> Result<Option<Vec<u64>>> {
+    read_json_metadata(path, "category_ids")
+}
+
+/// The JSON metadata entry `key` of one of our checkpoints, if present and of type `T`.
+fn read_json_metadata<T: serde::de::DeserializeOwned>(path: &Path, key: &str) -> Result<Option<T>> {
     let bytes = read(path)?;
     config_of(&bytes, path)?;
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| checkpoint_error(path, e.to_string()))?;
-    Ok(meta.metadata().as_ref().and_then(|m| m.get("class_names")).and_then(|v| serde_json::from_str(v).ok()))
+    Ok(meta.metadata().as_ref().and_then(|m| m.get(key)).and_then(|v| serde_json::from_str(v).ok()))
 }
 
 fn config_of(bytes: &[u8], path: &Path) -> Result<ModelConfig> {

@@ -60,6 +60,10 @@ pub enum RetinaError {
     /// An error from `focal-core` (the focal loss).
     #[error(transparent)]
     Focal(#[from] focal_core::FocalError),
+    /// An error from `focal-cuda` (only with the `cuda` feature, once the GPU was chosen).
+    #[cfg(feature = "cuda")]
+    #[error("focal loss on the GPU: {0}")]
+    Cuda(#[from] focal_cuda::CudaError),
 }
 
 /// `Result` with [`RetinaError`].

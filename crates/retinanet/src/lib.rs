@@ -28,7 +28,10 @@
 //! ```
 //!
 //! # Feature flags
-//! None yet.
+//! * `cuda`: the classification focal loss runs on `focal-cuda` when a CUDA driver and a GPU
+//!   are present ([`FocalBackend::auto`], chosen once per process and reported by
+//!   [`FocalBackend::describe`]); otherwise, and without the feature, on `focal-core`. The
+//!   crate builds without a CUDA toolkit either way (the kernels are embedded PTX).
 //!
 //! # Invariants
 //! * Bad input (configurations, shapes, files) is an `Err` ([`RetinaError`]), never a panic.
@@ -36,7 +39,9 @@
 #![warn(missing_docs)]
 
 pub mod backbone;
+pub mod backend;
 pub mod checkpoint;
+pub mod coco;
 pub mod config;
 pub mod data;
 pub mod draw;
@@ -50,6 +55,7 @@ mod model;
 pub mod train;
 pub mod transform;
 
+pub use backend::FocalBackend;
 pub use config::{BackboneConfig, ModelConfig};
 pub use data::{Dataset, RgbImage, Sample, SyntheticConfig};
 pub use error::{Result, RetinaError};

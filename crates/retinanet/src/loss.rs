@@ -4,6 +4,7 @@
 use anchors::{Anchors, AssignedTargets, BoxCoder, BoxXyxy, GroundTruth, TargetAssigner};
 use focal_core::{FocalLoss, FocalParams, Reduction, SigmoidFocalLoss, Target, TensorView, TensorViewMut};
 
+use crate::backend::FocalBackend;
 use crate::error::{Result, RetinaError, config_error};
 
 /// The box regression loss on foreground anchors.
@@ -77,14 +78,26 @@ pub struct RetinaLoss {
     assigner: TargetAssigner,
     ema: f64,
     targets: AssignedTargets,
+    backend: FocalBackend,
 }
 
 impl RetinaLoss {
-    /// torchvision's matching (0.5 / 0.4, low-quality matches) and box coder (1, 1, 1, 1).
+    /// torchvision's matching (0.5 / 0.4, low-quality matches) and box coder (1, 1, 1, 1), with
+    /// the focal loss on [`FocalBackend::auto`] (the GPU when built with `cuda` and one is
+    /// present, the CPU otherwise).
+    ///
+    /// # Errors
+    /// [`RetinaError::Config`] for a smooth-L1 beta or EMA momentum out of range; with `cuda`,
+    /// a GPU that is present but fails to start.
+    pub fn new(config: LossConfig) -> Result<Self> {
+        Self::with_backend(config, FocalBackend::auto()?)
+    }
+
+    /// As [`RetinaLoss::new`], with the focal loss on `backend`.
     ///
     /// # Errors
     /// [`RetinaError::Config`] for a smooth-L1 beta or EMA momentum out of range.
-    pub fn new(config: LossConfig) -> Result<Self> {
+    pub fn with_backend(config: LossConfig, backend: FocalBackend) -> Result<Self> {
         if let BoxLoss::SmoothL1 { beta } = config.box_loss
             && !(beta.is_finite() && beta >= 0.0)
         {
@@ -100,7 +113,13 @@ impl RetinaLoss {
             assigner: TargetAssigner::retinanet(),
             ema: 100.0,
             targets: AssignedTargets::default(),
+            backend,
         })
+    }
+
+    /// Where the focal loss runs.
+    pub fn backend(&self) -> &FocalBackend {
+        &self.backend
     }
 
     /// The configuration.
@@ -157,18 +176,12 @@ impl RetinaLoss {
                 vec![self.ema; b]
             }
         };
-        let mut values = LossValues { num_foreground: total_fg, ..LossValues::default() };
+        let classification = self.classification(logits, &norms, a, c, grad_logits)?;
+        let mut values = LossValues { classification, num_foreground: total_fg, ..LossValues::default() };
         let coder = assigner.coder;
         for (i, gt) in ground_truth.iter().enumerate() {
             let rows = i * a..(i + 1) * a;
             let labels = &self.targets.labels()[rows.clone()];
-            let focal = SigmoidFocalLoss::new(self.config.focal.clone(), Reduction::Normalizer(norms[i]));
-            values.classification += focal.forward_backward(
-                TensorView::new(&logits[i * a * c..(i + 1) * a * c], &[a, c])?,
-                Target::labels(TensorView::new(labels, &[a])?),
-                1.0,
-                TensorViewMut::new(&mut grad_logits[i * a * c..(i + 1) * a * c], &[a, c])?,
-            )?;
             let scale = 1.0 / norms[i];
             let matched = &self.targets.matched_gt()[rows.clone()];
             let encoded = &self.targets.regression()[rows.clone()];
@@ -196,6 +209,55 @@ impl RetinaLoss {
             values.box_regression += sum * scale;
         }
         Ok(values)
+    }
+
+    /// The focal loss of the batch on the assigned labels, each image's sum divided by
+    /// `norms[i]`, summed; writes its gradient into `grad_logits`.
+    fn classification(
+        &self,
+        logits: &[f32],
+        norms: &[f64],
+        a: usize,
+        c: usize,
+        grad_logits: &mut [f32],
+    ) -> Result<f64> {
+        let labels = self.targets.labels();
+        match &self.backend {
+            FocalBackend::Cpu => {
+                let mut sum = 0.0;
+                for (i, &norm) in norms.iter().enumerate() {
+                    let focal = SigmoidFocalLoss::new(self.config.focal.clone(), Reduction::Normalizer(norm));
+                    sum += focal.forward_backward(
+                        TensorView::new(&logits[i * a * c..(i + 1) * a * c], &[a, c])?,
+                        Target::labels(TensorView::new(&labels[i * a..(i + 1) * a], &[a])?),
+                        1.0,
+                        TensorViewMut::new(&mut grad_logits[i * a * c..(i + 1) * a * c], &[a, c])?,
+                    )?;
+                }
+                Ok(sum)
+            }
+            #[cfg(feature = "cuda")]
+            FocalBackend::Cuda(gpu) => {
+                use focal_cuda::{Call, Dims, HostTarget, Normalization, Objective};
+                // The same normalisers as the CPU branch: per image, max(1, foreground anchors
+                // of that image) (counted on the GPU from the same labels: labels >= 0), then
+                // the mean over images, which is `norms[i] = max(1, fg_i) * B`; or one EMA
+                // value for every image, where the sum of per-image quotients is the quotient
+                // of the batch sum.
+                let normalization = match self.config.normalizer {
+                    Normalizer::PerImage => Normalization::ForegroundPerImage,
+                    Normalizer::Ema { .. } => Normalization::Normalizer(self.ema),
+                };
+                let call = Call::new(
+                    Objective::SigmoidFocal(self.config.focal.clone()),
+                    Dims::new(norms.len(), a, c),
+                    normalization,
+                );
+                let out = gpu.compute_host::<f32, f32>(&call, logits, HostTarget::Sparse(labels))?;
+                grad_logits.copy_from_slice(&out.grad);
+                Ok(out.loss)
+            }
+        }
     }
 }
 

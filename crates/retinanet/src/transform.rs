@@ -17,13 +17,14 @@ pub const SIZE_DIVISIBLE: usize = 32;
 /// The size an image of `height x width` is resized to: the scale is
 /// `min(min_size / shorter, max_size / longer)` and each side becomes `floor(side * scale)`,
 /// as `interpolate(scale_factor=..., recompute_scale_factor=True)` does.
+///
+/// Both steps are in f64, as torchvision (a Python float) and `interpolate` (`math.floor` of a
+/// Python float) compute them: with an f32 scale, 800 / 17 * 17 rounds to 799.99994 and a
+/// 17 x 22 image would become 799 x 1035 instead of torchvision's 800 x 1035.
 pub fn resized_size(height: usize, width: usize, min_size: usize, max_size: usize) -> [usize; 2] {
-    let (short, long) = (height.min(width) as f32, height.max(width) as f32);
-    let scale = (min_size as f32 / short).min(max_size as f32 / long);
-    [
-        ((height as f64) * scale as f64).floor().max(1.0) as usize,
-        ((width as f64) * scale as f64).floor().max(1.0) as usize,
-    ]
+    let (short, long) = (height.min(width) as f64, height.max(width) as f64);
+    let scale = (min_size as f64 / short).min(max_size as f64 / long);
+    [((height as f64) * scale).floor().max(1.0) as usize, ((width as f64) * scale).floor().max(1.0) as usize]
 }
 
 /// Bilinear resize with `align_corners=False` (torch's `interpolate(mode="bilinear")`).

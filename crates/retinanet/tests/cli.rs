@@ -24,13 +24,24 @@ fn train_eval_detect_round_trip_writes_outputs() {
     let dir = temp("ok");
     let ckpt = dir.join("m.safetensors");
     let out = bin()
-        .args(["train", "--iterations", "4", "--num-images", "4", "--out"])
+        .args(["train", "--iterations", "4", "--num-images", "4", "--eval-images", "2", "--out"])
         .arg(&ckpt)
         .arg("--log")
         .arg(dir.join("loss.csv"))
+        .arg("--eval-json")
+        .arg(dir.join("held_out.json"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Train, then the held-out evaluation: the 12 COCO numbers, also as JSON.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("held-out evaluation: 2 synthetic images, seed 99"), "{stdout}");
+    for name in retinanet::eval::STAT_NAMES {
+        assert!(stdout.contains(name), "{name} missing from {stdout}");
+    }
+    let held_out: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("held_out.json")).unwrap()).unwrap();
+    assert!(held_out.is_object(), "{held_out}");
     assert_eq!(std::fs::read_to_string(dir.join("loss.csv")).unwrap().lines().count(), 5);
     let out = bin().args(["eval", "--num-images", "2", "--checkpoint"]).arg(&ckpt).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -85,7 +96,11 @@ fn bad_inputs_give_clear_errors_and_no_output() {
     assert!(err.contains("cannot decode image"), "{err}");
     // A checkpoint for another configuration: 3 synthetic classes against a 1-category dataset.
     let ckpt = dir.join("m.safetensors");
-    let out = bin().args(["train", "--iterations", "1", "--num-images", "2", "--out"]).arg(&ckpt).output().unwrap();
+    let out = bin()
+        .args(["train", "--iterations", "1", "--num-images", "2", "--eval-images", "0", "--out"])
+        .arg(&ckpt)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let png = dir.join("ok.png");
     image::RgbImage::new(64, 64).save(&png).unwrap();
@@ -129,5 +144,113 @@ fn bad_inputs_give_clear_errors_and_no_output() {
     );
     assert!(err.contains("cannot decode image"), "{err}");
     assert!(!dir.join("d.json").exists());
+    // Held-out images drawn with the training seed are refused before any training.
+    let err = run_err(
+        bin()
+            .args(["train", "--iterations", "1", "--num-images", "2", "--data-seed", "99", "--out"])
+            .arg(dir.join("same-seed.safetensors")),
+    );
+    assert!(err.contains("--eval-seed 99 equals --data-seed"), "{err}");
+    assert!(!dir.join("same-seed.safetensors").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A torchvision-layout RetinaNet (ResNet-18 FPN v1, 91 classes, small images) with
+/// synthetic weights, written as torchvision's state_dict would be exported: our parameter
+/// names are torchvision's (`tests/state_dict.rs`).
+fn torchvision_style_model(min_size: usize, max_size: usize) -> retinanet::RetinaNet {
+    let config = retinanet::ModelConfig {
+        backbone: retinanet::BackboneConfig::ResNet { layers: 18, p6p7_from_c5: false, trainable_layers: 3 },
+        min_size,
+        max_size,
+        ..retinanet::ModelConfig::retinanet_resnet50_fpn(91)
+    };
+    let mut model = retinanet::RetinaNet::new(config, 0).unwrap();
+    fpn_net::init::synthetic(&mut model, 4);
+    // As in the torchvision fixture: a smaller classifier output spreads the scores.
+    for v in &mut model.classification_head.output_weight_mut().value {
+        *v *= 0.02;
+    }
+    model
+}
+
+#[test]
+fn torchvision_weights_detect_reports_the_label_as_coco_category_id() {
+    let dir = temp("tv");
+    let weights = dir.join("retinanet_r18.safetensors");
+    let mut model = torchvision_style_model(64, 96);
+    std::fs::write(&weights, fpn_net::weights::save(&model, "").unwrap()).unwrap();
+    let sample = retinanet::SyntheticConfig::small(1, 5).generate().unwrap().remove(0);
+    let png = dir.join("in.png");
+    image::RgbImage::from_raw(128, 128, sample.image.to_rgb8()).unwrap().save(&png).unwrap();
+    let json = dir.join("dets.json");
+    let out = bin()
+        .args(["detect", "--arch", "resnet18-fpn", "--min-size", "64", "--max-size", "96", "--torchvision-weights"])
+        .arg(&weights)
+        .arg(&png)
+        .arg("--out")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let list = doc.as_array().unwrap();
+    // The same model through the library, on the decoded PNG.
+    let decoded = image::open(&png).unwrap().to_rgb8();
+    let img = retinanet::RgbImage::from_rgb8(decoded.as_raw(), 128, 128);
+    let dets = retinanet::infer::detect(&mut model, &[&img], 1, &anchors::PostprocessConfig::torchvision_retinanet())
+        .unwrap()
+        .remove(0);
+    assert!(!dets.labels.is_empty(), "the synthetic weights give detections");
+    assert_eq!(list.len(), dets.labels.len());
+    for (d, (&label, &score)) in list.iter().zip(dets.labels.iter().zip(&dets.scores)) {
+        // torchvision's COCO models predict the category id itself: no + 1.
+        assert_eq!(d["category_id"].as_i64().unwrap(), label as i64, "{d}");
+        assert_eq!(d["category"].as_str().unwrap(), retinanet::coco::COCO_CATEGORY_NAMES[label as usize]);
+        assert!((d["score"].as_f64().unwrap() - score as f64).abs() < 1e-6, "{d}");
+    }
+    // eval takes the same weights; on the built-in data (categories 1-3) it runs end to end.
+    let out = bin()
+        .args(["eval", "--num-images", "2", "--arch", "resnet18-fpn", "--min-size", "64", "--max-size", "96"])
+        .arg("--torchvision-weights")
+        .arg(&weights)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("AP50"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn torchvision_weights_that_are_missing_or_for_another_arch_are_clear_errors() {
+    let dir = temp("tv-bad");
+    let png = dir.join("in.png");
+    image::RgbImage::new(64, 64).save(&png).unwrap();
+    let json = dir.join("dets.json");
+    // A missing file.
+    let missing = dir.join("none.safetensors");
+    let err = run_err(bin().args(["detect", "--torchvision-weights"]).arg(&missing).arg(&png).arg("--out").arg(&json));
+    assert!(err.contains("none.safetensors") && err.contains("No such file"), "{err}");
+    // ResNet-18 weights given as the default ResNet-50 v1: every missing and mis-shaped tensor
+    // is listed.
+    let weights = dir.join("r18.safetensors");
+    std::fs::write(&weights, fpn_net::weights::save(&torchvision_style_model(64, 96), "").unwrap()).unwrap();
+    let err = run_err(bin().args(["detect", "--torchvision-weights"]).arg(&weights).arg(&png).arg("--out").arg(&json));
+    assert!(err.contains("not a torchvision RetinaNet state_dict for --arch resnet50-fpn with 91 classes"), "{err}");
+    assert!(err.contains("missing") && err.contains("backbone.body.layer1.0.conv3.weight"), "{err}");
+    assert!(err.contains("mis-shaped") && err.contains("backbone.fpn.inner_blocks.0.0.weight"), "{err}");
+    // The right arch with another class count: the classifier is mis-shaped.
+    let err = run_err(
+        bin()
+            .args(["eval", "--arch", "resnet18-fpn", "--num-classes", "3", "--torchvision-weights"])
+            .arg(&weights)
+            .arg("--json")
+            .arg(&json),
+    );
+    assert!(err.contains("head.classification_head.cls_logits.weight"), "{err}");
+    // Our checkpoint and torchvision weights together are refused.
+    let err = run_err(bin().args(["eval", "--checkpoint"]).arg(&weights).arg("--torchvision-weights").arg(&weights));
+    assert!(err.contains("cannot be used with"), "{err}");
+    assert!(!json.exists(), "nothing is written on error");
     std::fs::remove_dir_all(&dir).unwrap();
 }

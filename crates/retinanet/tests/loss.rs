@@ -1,22 +1,12 @@
 //! The loss against a direct float64 computation from the assigned targets.
 
-use anchors::{Anchors, GroundTruth};
+use anchors::GroundTruth;
 use focal_core::reference::sigmoid_focal_element;
 use retinanet::init::NormalRng;
 use retinanet::{LossConfig, Normalizer, RetinaLoss};
 
-fn grid_anchors() -> Anchors {
-    let mut boxes = Vec::new();
-    for y in 0..8 {
-        for x in 0..8 {
-            let (cx, cy) = (x as f32 * 8.0 + 4.0, y as f32 * 8.0 + 4.0);
-            for s in [8.0f32, 16.0] {
-                boxes.push([cx - s, cy - s, cx + s, cy + s]);
-            }
-        }
-    }
-    Anchors::from_boxes(boxes).unwrap()
-}
+mod common;
+use common::grid_anchors;
 
 #[test]
 fn loss_equals_float64_sum_over_images_normalised_per_image() {

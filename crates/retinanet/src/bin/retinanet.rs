@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use focal_core::FocalParams;
 use retinanet::draw::{AblationRun, draw_detections, plot_ablation};
 use retinanet::{
-    BoxLoss, Dataset, LossConfig, ModelConfig, RetinaLoss, RetinaNet, SyntheticConfig, TrainConfig, Trainer,
+    BackboneConfig, BoxLoss, Dataset, LossConfig, ModelConfig, RetinaLoss, RetinaNet, SyntheticConfig, TrainConfig,
+    Trainer,
 };
 
 #[derive(Parser)]
@@ -104,13 +105,132 @@ struct TrainArgs {
     /// Loss log (CSV: iteration, lr, classification, box, foreground).
     #[arg(long)]
     log: Option<PathBuf>,
+    /// After training, evaluate on this many held-out synthetic images (0: no evaluation).
+    /// Only with the built-in data: for a COCO dataset run `eval` on its validation split.
+    #[arg(long, default_value_t = 64)]
+    eval_images: usize,
+    /// Seed of the held-out synthetic images (must differ from --data-seed).
+    #[arg(long, default_value_t = 99)]
+    eval_seed: u64,
+    /// Write the held-out statistics as JSON here.
+    #[arg(long)]
+    eval_json: Option<PathBuf>,
+}
+
+/// torchvision architectures whose RetinaNet state_dicts load 1:1.
+#[derive(Clone, Copy, ValueEnum)]
+enum ArchArg {
+    /// `retinanet_resnet50_fpn` (P6/P7 from P5, plain heads).
+    Resnet50Fpn,
+    /// `retinanet_resnet50_fpn_v2` (P6/P7 from C5, GroupNorm heads).
+    Resnet50FpnV2,
+    /// The v1 layout on ResNet-18 (a `RetinaNet` built on `resnet18` by hand).
+    Resnet18Fpn,
+    /// The v1 layout on ResNet-34.
+    Resnet34Fpn,
+    /// The v1 layout on ResNet-101.
+    Resnet101Fpn,
+}
+
+/// The model to run: our checkpoint, or a torchvision RetinaNet state_dict.
+#[derive(Args)]
+#[group(skip)]
+struct ModelArgs {
+    /// A checkpoint written by `retinanet train`.
+    #[arg(long, required_unless_present = "torchvision_weights", conflicts_with = "torchvision_weights")]
+    checkpoint: Option<PathBuf>,
+    /// A torchvision RetinaNet state_dict in safetensors (as written by
+    /// crates/fpn-net/scripts/export_torchvision.py). Its labels are taken as COCO category
+    /// ids (torchvision's COCO models have 91 outputs, index 0 unused): `category_id` = label.
+    #[arg(long)]
+    torchvision_weights: Option<PathBuf>,
+    /// Architecture of --torchvision-weights.
+    #[arg(long, value_enum, default_value = "resnet50-fpn", conflicts_with = "checkpoint")]
+    arch: ArchArg,
+    /// Classes of --torchvision-weights (COCO: 91).
+    #[arg(long, default_value_t = 91, conflicts_with = "checkpoint")]
+    num_classes: usize,
+    /// Shorter image side after resizing, with --torchvision-weights (torchvision: 800).
+    #[arg(long, default_value_t = 800, conflicts_with = "checkpoint")]
+    min_size: usize,
+    /// Longest image side after resizing, with --torchvision-weights (torchvision: 1333).
+    #[arg(long, default_value_t = 1333, conflicts_with = "checkpoint")]
+    max_size: usize,
+}
+
+/// A model ready for inference and how its labels map to COCO categories.
+struct LoadedModel {
+    model: RetinaNet,
+    /// `(COCO category id, name)` of each label.
+    categories: Vec<(u64, String)>,
+    /// Torchvision weights (labels are COCO category ids) rather than our checkpoint.
+    torchvision: bool,
+}
+
+impl ModelArgs {
+    fn load(&self) -> Result<LoadedModel> {
+        if let Some(path) = &self.checkpoint {
+            let model = retinanet::checkpoint::load_model(path)?;
+            let names = retinanet::checkpoint::read_class_names(path)?;
+            let ids = retinanet::checkpoint::read_category_ids(path)?;
+            // Checkpoints from `train` store the dataset's category ids; without them label
+            // l is category l + 1, as in the built-in data.
+            let categories = (0..model.num_classes())
+                .map(|l| {
+                    let id = ids.as_ref().and_then(|v| v.get(l).copied()).unwrap_or(l as u64 + 1);
+                    let name = names.as_ref().and_then(|v| v.get(l).cloned()).unwrap_or_else(|| l.to_string());
+                    (id, name)
+                })
+                .collect();
+            return Ok(LoadedModel { model, categories, torchvision: false });
+        }
+        let Some(path) = &self.torchvision_weights else { bail!("give --checkpoint or --torchvision-weights") };
+        let base = match self.arch {
+            ArchArg::Resnet50FpnV2 => ModelConfig::retinanet_resnet50_fpn_v2(self.num_classes),
+            _ => ModelConfig::retinanet_resnet50_fpn(self.num_classes),
+        };
+        let layers = match self.arch {
+            ArchArg::Resnet18Fpn => 18,
+            ArchArg::Resnet34Fpn => 34,
+            ArchArg::Resnet101Fpn => 101,
+            ArchArg::Resnet50Fpn | ArchArg::Resnet50FpnV2 => 50,
+        };
+        let backbone = match base.backbone {
+            BackboneConfig::ResNet { p6p7_from_c5, trainable_layers, .. } => {
+                BackboneConfig::ResNet { layers, p6p7_from_c5, trainable_layers }
+            }
+            other => other,
+        };
+        let config = ModelConfig { backbone, min_size: self.min_size, max_size: self.max_size, ..base };
+        config.validate()?;
+        let model = retinanet::checkpoint::load_torchvision(path, config).with_context(|| {
+            format!(
+                "{} is not a torchvision RetinaNet state_dict for --arch {} with {} classes",
+                path.display(),
+                self.arch.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default(),
+                self.num_classes
+            )
+        })?;
+        // torchvision's detection models predict the COCO category id itself (91 outputs,
+        // 0 = background placeholder, some ids unused), not an index into a category list.
+        let categories = (0..self.num_classes)
+            .map(|l| {
+                let name = if self.num_classes == retinanet::coco::COCO_CATEGORY_NAMES.len() {
+                    retinanet::coco::COCO_CATEGORY_NAMES[l].to_string()
+                } else {
+                    l.to_string()
+                };
+                (l as u64, name)
+            })
+            .collect();
+        Ok(LoadedModel { model, categories, torchvision: true })
+    }
 }
 
 #[derive(Args)]
 struct EvalArgs {
-    /// The checkpoint.
-    #[arg(long)]
-    checkpoint: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     #[command(flatten)]
     data: DataArgs,
     /// Write the statistics as JSON here.
@@ -120,9 +240,8 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct DetectArgs {
-    /// The checkpoint.
-    #[arg(long)]
-    checkpoint: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Images (PNG or JPEG).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
@@ -226,6 +345,10 @@ fn train_loop(
 
 fn train(a: TrainArgs) -> Result<()> {
     let data = a.data.load()?;
+    let synthetic = a.data.annotations.is_none();
+    if synthetic && a.eval_images > 0 && a.eval_seed == a.data.data_seed {
+        bail!("--eval-seed {} equals --data-seed: the held-out images would be the training images", a.eval_seed);
+    }
     let mut config = ModelConfig::tiny(data.categories.len());
     if a.no_prior {
         config.prior_probability = None;
@@ -233,6 +356,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let model = RetinaNet::new(config, a.seed)?;
     let cfg = TrainConfig { batch_size: a.batch_size, base_lr: a.lr, seed: a.seed, ..TrainConfig::quick(a.iterations) };
     let mut trainer = Trainer::new(model, RetinaLoss::new(loss_config(a.gamma, a.alpha, a.box_loss)?)?, cfg)?;
+    println!("focal loss: {}", trainer.loss.backend().describe());
     trainer.metadata.insert("class_names".into(), serde_json::to_string(&data.class_names())?);
     trainer.metadata.insert("category_ids".into(), serde_json::to_string(&data.category_ids())?);
     if let Some(r) = &a.resume {
@@ -258,35 +382,76 @@ fn train(a: TrainArgs) -> Result<()> {
         start.elapsed().as_secs_f64(),
         a.out.display()
     );
-    Ok(())
-}
-
-fn evaluate_model(model: &mut RetinaNet, data: &Dataset) -> Result<retinanet::eval::CocoStats> {
-    if data.categories.len() != model.num_classes() {
-        bail!("the dataset has {} categories, the checkpoint {} classes", data.categories.len(), model.num_classes());
+    if a.eval_images == 0 {
+        return Ok(());
     }
-    let images: Vec<_> = data.samples.iter().map(|s| &s.image).collect();
-    let dets = retinanet::infer::detect(model, &images, 8, &PostprocessConfig::torchvision_retinanet())?;
-    Ok(retinanet::eval::evaluate(&data.samples, &dets, &data.categories)?)
+    if !synthetic {
+        println!("no held-out evaluation for a COCO dataset: run `retinanet eval` on its validation split");
+        return Ok(());
+    }
+    let held_out = Dataset::synthetic(&SyntheticConfig::small(a.eval_images, a.eval_seed))?;
+    println!("held-out evaluation: {} synthetic images, seed {}", held_out.samples.len(), a.eval_seed);
+    print_stats(&mut trainer.model, &data.categories, &held_out, false, a.eval_json.as_deref())
 }
 
-fn eval(a: EvalArgs) -> Result<()> {
-    let mut model = retinanet::checkpoint::load_model(&a.checkpoint)?;
-    let data = a.data.load()?;
+/// Evaluates `model` on `data`, prints the 12 COCO statistics and the time, and writes them
+/// as JSON to `json` when given.
+fn print_stats(
+    model: &mut RetinaNet,
+    model_categories: &[(u64, String)],
+    data: &Dataset,
+    torchvision: bool,
+    json: Option<&Path>,
+) -> Result<()> {
     let start = Instant::now();
-    let stats = evaluate_model(&mut model, &data)?;
+    let stats = evaluate_model(model, model_categories, data, torchvision)?;
     for (n, v) in retinanet::eval::STAT_NAMES.iter().zip(stats.0) {
         println!("{n:>6} {v:.4}");
     }
     println!("{} images in {:.1}s", data.samples.len(), start.elapsed().as_secs_f64());
-    if let Some(p) = &a.json {
+    if let Some(p) = json {
         retinanet::train::write_atomic(p, serde_json::to_string_pretty(&stats.to_json())?.as_bytes())?;
     }
     Ok(())
 }
 
+/// COCO statistics of `model` on `data`; label `l` of the model is COCO category
+/// `model_categories[l].0`. Every category of the dataset must be one the model predicts;
+/// a model we trained must have been trained on exactly the dataset's categories.
+fn evaluate_model(
+    model: &mut RetinaNet,
+    model_categories: &[(u64, String)],
+    data: &Dataset,
+    torchvision: bool,
+) -> Result<retinanet::eval::CocoStats> {
+    if !torchvision && data.categories.len() != model.num_classes() {
+        bail!("the dataset has {} categories, the checkpoint {} classes", data.categories.len(), model.num_classes());
+    }
+    for (id, name) in &data.categories {
+        if !model_categories.iter().any(|(m, _)| m == id) {
+            bail!(
+                "the dataset has {} categories and category {id} ({name}) is not among the model's {} classes (ids {:?})",
+                data.categories.len(),
+                model.num_classes(),
+                model_categories.iter().map(|c| c.0).collect::<Vec<_>>()
+            );
+        }
+    }
+    let images: Vec<_> = data.samples.iter().map(|s| &s.image).collect();
+    let dets = retinanet::infer::detect(model, &images, 8, &PostprocessConfig::torchvision_retinanet())?;
+    let gt = retinanet::eval::ground_truth_json(&data.samples, &data.categories);
+    let ids: Vec<u64> = data.samples.iter().map(|s| s.id).collect();
+    Ok(retinanet::eval::evaluate_json(&gt, &retinanet::eval::detections_json(&ids, &dets, model_categories))?)
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    let LoadedModel { mut model, categories, torchvision } = a.model.load()?;
+    let data = a.data.load()?;
+    print_stats(&mut model, &categories, &data, torchvision, a.json.as_deref())
+}
+
 fn detect(a: DetectArgs) -> Result<()> {
-    let mut model = retinanet::checkpoint::load_model(&a.checkpoint)?;
+    let LoadedModel { mut model, categories, .. } = a.model.load()?;
     let mut images = Vec::new();
     for p in &a.inputs {
         let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
@@ -297,15 +462,16 @@ fn detect(a: DetectArgs) -> Result<()> {
     }
     let refs: Vec<_> = images.iter().collect();
     let dets = retinanet::infer::detect(&mut model, &refs, 4, &PostprocessConfig::torchvision_retinanet())?;
-    let names = retinanet::checkpoint::read_class_names(&a.checkpoint)?
-        .unwrap_or_else(|| (0..model.num_classes()).map(|l| l.to_string()).collect());
-    // A COCO results list (image ids are the 1-based positions of the inputs, category ids
-    // label + 1), each entry also naming its file and class.
+    let names: Vec<String> = categories.iter().map(|c| c.1.clone()).collect();
+    // A COCO results list (image ids are the 1-based positions of the inputs; category ids are
+    // the checkpoint's stored ids, label + 1 by default, or the label itself for torchvision
+    // weights), each entry also naming its file and class.
     let mut out = Vec::new();
     for (i, (p, d)) in a.inputs.iter().zip(&dets).enumerate() {
         for ((b, s), &l) in d.boxes.iter().zip(&d.scores).zip(&d.labels) {
             out.push(serde_json::json!({
-                "image_id": i + 1, "file_name": p.display().to_string(), "category_id": l + 1,
+                "image_id": i + 1, "file_name": p.display().to_string(),
+                "category_id": categories.get(l as usize).map(|c| c.0),
                 "category": names.get(l as usize), "score": s,
                 "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
             }));
@@ -333,6 +499,7 @@ fn ablate(a: AblateArgs) -> Result<()> {
     let train = Dataset::synthetic(&synthetic(a.num_images, 1))?;
     let val = Dataset::synthetic(&synthetic(a.val_images, 99))?;
     std::fs::create_dir_all(&a.out_dir).with_context(|| format!("creating {}", a.out_dir.display()))?;
+    println!("focal loss: {}", retinanet::FocalBackend::auto()?.describe());
     // The paper's Table 1a pairs: alpha 0.75 at gamma 0, 0.5 at 0.5, 0.25 from gamma 1 on.
     let settings = [
         (0.0, 0.75, true),
@@ -355,7 +522,7 @@ fn ablate(a: AblateArgs) -> Result<()> {
         let (ap, ap50, losses) =
             match run_training(model, loss_config(gamma, alpha, BoxLossArg::L1)?, cfg, &train, false) {
                 Ok(mut t) => {
-                    let stats = evaluate_model(&mut t.model, &val)?;
+                    let stats = evaluate_model(&mut t.model, &val.categories, &val, false)?;
                     (stats.ap(), stats.ap50(), t.log.iter().map(|e| e.loss.total()).collect())
                 }
                 Err(e) => {
