@@ -402,9 +402,7 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
         let c = self.classes;
         let rows = chunk.x.len() / c;
         let scale = V::splat(self.grad_scale);
-        let mut every = FLUSH_EVERY;
-        loop {
-            let mut sum = LossSum::<V>::new(every);
+        summed(|sum: &mut LossSum<V>| {
             // Vectors holding a NaN or an infinity are computed (and their results discarded) like
             // the others, then redone by the scalar pass after the loop: the hot loop makes no call,
             // which would force its vector registers (all caller-saved) onto the stack.
@@ -440,22 +438,14 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
                         loss = loss.mul(w);
                         grad = grad.mul(w);
                     }
-                    let finite = x.all_finite();
-                    non_finite |= !finite;
-                    sum.add(vector_contribution(loss, len, finite));
-                    store(&mut chunk.loss, base + j, len, loss);
-                    store(&mut chunk.grad, base + j, len, grad);
+                    non_finite |= !emit(&mut chunk, sum, x, base + j, len, (loss, grad));
                     j += len;
                 }
             }
             if non_finite {
                 sum.scalar = self.redo_non_finite(&mut chunk, V::LANES);
             }
-            match sum.total() {
-                Ok(total) => return total,
-                Err(retry) => every = retry,
-            }
-        }
+        })
     }
 }
 
@@ -507,6 +497,32 @@ fn for_each_non_finite_in(
 
 fn for_each_non_finite(x: &[f32], classes: usize, lanes: usize, f: impl FnMut(usize, usize)) {
     for_each_non_finite_in(x, classes, lanes, |_| false, f)
+}
+
+/// Runs `pass` over a chunk, adding into a fresh [`LossSum`], and returns the chunk's sum; reruns
+/// it flushing after every vector when an `f32` lane overflowed.
+#[inline(always)]
+fn summed<V: F32v>(mut pass: impl FnMut(&mut LossSum<V>)) -> f64 {
+    let mut every = FLUSH_EVERY;
+    loop {
+        let mut sum = LossSum::new(every);
+        pass(&mut sum);
+        match sum.total() {
+            Ok(total) => return total,
+            Err(retry) => every = retry,
+        }
+    }
+}
+
+/// Adds a computed vector's `(loss, grad)` to the sum and writes them at `at..at + len`;
+/// returns whether `x` was finite (if not, nothing was added: the scalar pass redoes it).
+#[inline(always)]
+fn emit<V: F32v>(chunk: &mut Chunk<'_>, sum: &mut LossSum<V>, x: V, at: usize, len: usize, out: (V, V)) -> bool {
+    let finite = x.all_finite();
+    sum.add(vector_contribution(out.0, len, finite));
+    store(&mut chunk.loss, at, len, out.0);
+    store(&mut chunk.grad, at, len, out.1);
+    finite
 }
 
 /// What a vector adds to the loss sum: its first `len` lanes, or nothing when it holds a NaN or
@@ -685,9 +701,7 @@ impl SigmoidSparse<'_> {
         // Hoisted out of the loop: the alpha of negatives when it is the same for all classes.
         let hard = &self.hard;
         let uniform_neg = (V::splat(hard.alpha.loss_neg[0]), V::splat(hard.alpha.grad_neg[0]));
-        let mut every = FLUSH_EVERY;
-        loop {
-            let mut sum = LossSum::<V>::new(every);
+        summed(|sum: &mut LossSum<V>| {
             // As in the dense kernel: vectors with a NaN or an infinity are redone after the loop.
             let mut non_finite = false;
             for r in 0..rows {
@@ -716,22 +730,14 @@ impl SigmoidSparse<'_> {
                         Ok(k) if k < len => hard.eval::<V, POWER, UNIFORM>(x, V::lane_mask(k), j, len),
                         _ => hard.eval_negative::<V, POWER, UNIFORM>(x, j, len, uniform_neg),
                     };
-                    let finite = x.all_finite();
-                    non_finite |= !finite;
-                    sum.add(vector_contribution(loss, len, finite));
-                    store(&mut chunk.loss, base + j, len, loss);
-                    store(&mut chunk.grad, base + j, len, grad);
+                    non_finite |= !emit(&mut chunk, sum, x, base + j, len, (loss, grad));
                     j += len;
                 }
             }
             if non_finite {
                 sum.scalar = self.redo_non_finite(&mut chunk, V::LANES);
             }
-            match sum.total() {
-                Ok(total) => return total,
-                Err(retry) => every = retry,
-            }
-        }
+        })
     }
 
     /// The scalar pass of [`SigmoidSparse::rows`] (see [`DenseKernel::redo_non_finite`]).
