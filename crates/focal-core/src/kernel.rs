@@ -369,7 +369,7 @@ impl<V: F32v> LossSum<V> {
     /// (only vectors of finite losses reach the lanes, so that takes losses near `f32::MAX`):
     /// the kernel then reruns the chunk flushing after every vector.
     #[inline(always)]
-    fn total(mut self) -> Result<f64, usize> {
+    fn total(&mut self) -> Result<f64, usize> {
         self.flush();
         let lanes = V::acc_sum(self.wide);
         if lanes.is_finite() || self.every == 1 { Ok(lanes + self.scalar) } else { Err(1) }
@@ -402,7 +402,9 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
         let c = self.classes;
         let rows = chunk.x.len() / c;
         let scale = V::splat(self.grad_scale);
-        summed(|sum: &mut LossSum<V>| {
+        let mut every = FLUSH_EVERY;
+        loop {
+            let sum = &mut LossSum::<V>::new(every);
             // Vectors holding a NaN or an infinity are computed (and their results discarded) like
             // the others, then redone by the scalar pass after the loop: the hot loop makes no call,
             // which would force its vector registers (all caller-saved) onto the stack.
@@ -445,7 +447,11 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
             if non_finite {
                 sum.scalar = self.redo_non_finite(&mut chunk, V::LANES);
             }
-        })
+            match sum.total() {
+                Ok(total) => return total,
+                Err(retry) => every = retry,
+            }
+        }
     }
 }
 
@@ -499,23 +505,12 @@ fn for_each_non_finite(x: &[f32], classes: usize, lanes: usize, f: impl FnMut(us
     for_each_non_finite_in(x, classes, lanes, |_| false, f)
 }
 
-/// Runs `pass` over a chunk, adding into a fresh [`LossSum`], and returns the chunk's sum; reruns
-/// it flushing after every vector when an `f32` lane overflowed.
-#[inline(always)]
-fn summed<V: F32v>(mut pass: impl FnMut(&mut LossSum<V>)) -> f64 {
-    let mut every = FLUSH_EVERY;
-    loop {
-        let mut sum = LossSum::new(every);
-        pass(&mut sum);
-        match sum.total() {
-            Ok(total) => return total,
-            Err(retry) => every = retry,
-        }
-    }
-}
-
 /// Adds a computed vector's `(loss, grad)` to the sum and writes them at `at..at + len`;
 /// returns whether `x` was finite (if not, nothing was added: the scalar pass redoes it).
+///
+/// The kernels' loops use plain `#[inline(always)]` functions like this one, never closures:
+/// a closure is not reliably inlined into the `#[target_feature]` wrapper, and outside it every
+/// intrinsic becomes a call (the AVX2 level once ran 40x slower that way).
 #[inline(always)]
 fn emit<V: F32v>(chunk: &mut Chunk<'_>, sum: &mut LossSum<V>, x: V, at: usize, len: usize, out: (V, V)) -> bool {
     let finite = x.all_finite();
@@ -701,7 +696,9 @@ impl SigmoidSparse<'_> {
         // Hoisted out of the loop: the alpha of negatives when it is the same for all classes.
         let hard = &self.hard;
         let uniform_neg = (V::splat(hard.alpha.loss_neg[0]), V::splat(hard.alpha.grad_neg[0]));
-        summed(|sum: &mut LossSum<V>| {
+        let mut every = FLUSH_EVERY;
+        loop {
+            let sum = &mut LossSum::<V>::new(every);
             // As in the dense kernel: vectors with a NaN or an infinity are redone after the loop.
             let mut non_finite = false;
             for r in 0..rows {
@@ -737,7 +734,11 @@ impl SigmoidSparse<'_> {
             if non_finite {
                 sum.scalar = self.redo_non_finite(&mut chunk, V::LANES);
             }
-        })
+            match sum.total() {
+                Ok(total) => return total,
+                Err(retry) => every = retry,
+            }
+        }
     }
 
     /// The scalar pass of [`SigmoidSparse::rows`] (see [`DenseKernel::redo_non_finite`]).
