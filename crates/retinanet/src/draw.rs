@@ -85,11 +85,13 @@ pub struct AblationRun {
     pub gamma: f64,
     /// Whether the classifier started at the prior.
     pub prior_init: bool,
-    /// Held-out AP (IoU 0.50:0.95).
+    /// Held-out AP (IoU 0.50:0.95), the mean over seeds.
     pub ap: f64,
-    /// Held-out AP50.
+    /// Held-out AP50, the mean over seeds.
     pub ap50: f64,
-    /// Total loss per iteration.
+    /// Held-out AP of each seed.
+    pub ap_per_seed: Vec<f64>,
+    /// Total loss per iteration (the first seed).
     pub losses: Vec<f64>,
 }
 
@@ -125,6 +127,13 @@ pub fn plot_ablation(runs: &[AblationRun], path: &Path) -> Result<()> {
             }
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, colour.filled()))).map_err(plot_error)?;
         }
+        // Each seed's AP as a hollow circle when there are several (the line is their mean).
+        let seeds: Vec<(f64, f64)> = with_prior
+            .iter()
+            .filter(|r| r.ap_per_seed.len() > 1)
+            .flat_map(|r| r.ap_per_seed.iter().map(|&ap| (r.gamma, ap)))
+            .collect();
+        chart.draw_series(seeds.iter().map(|&p| Circle::new(p, 3, BLUE.stroke_width(1)))).map_err(plot_error)?;
         if font {
             chart.configure_series_labels().border_style(BLACK).draw().map_err(plot_error)?;
         }

@@ -70,6 +70,39 @@ fn train_eval_detect_round_trip_writes_outputs() {
 }
 
 #[test]
+fn ablate_writes_table_json_and_plot_with_each_seed() {
+    let dir = temp("ablate");
+    let out = bin()
+        .args(["ablate", "--iterations", "2", "--num-images", "2", "--val-images", "1", "--seeds", "2", "--out-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = std::fs::read_to_string(dir.join("ablation.md")).unwrap();
+    // Header, separator, and the six settings (five gammas with the prior, gamma 2 without).
+    assert_eq!(table.lines().count(), 8, "{table}");
+    assert!(table.lines().next().unwrap().contains("AP (mean)"), "{table}");
+    assert!(table.lines().nth(7).unwrap().starts_with("| 2 | 0.25 | no |"), "{table}");
+    let runs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ablation.json")).unwrap()).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 6);
+    for r in runs {
+        let per_seed = r["ap_per_seed"].as_array().unwrap();
+        assert_eq!(per_seed.len(), 2, "{r}");
+        let mean = per_seed.iter().map(|v| v.as_f64().unwrap()).sum::<f64>() / 2.0;
+        assert!((r["ap"].as_f64().unwrap() - mean).abs() < 1e-12, "{r}");
+        assert_eq!(r["losses"].as_array().unwrap().len(), 2, "{r}");
+    }
+    assert!(dir.join("ablation.png").exists());
+    // Zero seeds is refused.
+    let err = run_err(bin().args(["ablate", "--seeds", "0", "--out-dir"]).arg(dir.join("none")));
+    assert!(err.contains("--seeds"), "{err}");
+    assert!(!dir.join("none").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn bad_inputs_give_clear_errors_and_no_output() {
     let dir = temp("bad");
     // A missing checkpoint.

@@ -33,6 +33,10 @@ enum Command {
 }
 
 /// Where the data comes from.
+/// Synthetic training images by default: 512 (with 3000 iterations, AP 0.77 on held-out
+/// images in about 40 s on 2 cores; 128 images and 1000 iterations gave 0.46).
+const SYNTHETIC_IMAGES: usize = 512;
+
 #[derive(Args, Clone)]
 struct DataArgs {
     /// COCO instances JSON (default: the built-in synthetic dataset).
@@ -41,9 +45,9 @@ struct DataArgs {
     /// Image folder of --annotations.
     #[arg(long)]
     images: Option<PathBuf>,
-    /// Synthetic images (or at most this many COCO images).
-    #[arg(long, default_value_t = 128)]
-    num_images: usize,
+    /// Synthetic images [default: 512], or at most this many COCO images [default: all].
+    #[arg(long)]
+    num_images: Option<usize>,
     /// Seed of the synthetic dataset.
     #[arg(long, default_value_t = 1)]
     data_seed: u64,
@@ -52,8 +56,11 @@ struct DataArgs {
 impl DataArgs {
     fn load(&self) -> Result<Dataset> {
         match (&self.annotations, &self.images) {
-            (Some(a), Some(i)) => Ok(Dataset::load_coco(a, i, Some(self.num_images))?),
-            _ => Ok(Dataset::synthetic(&SyntheticConfig::small(self.num_images, self.data_seed))?),
+            (Some(a), Some(i)) => Ok(Dataset::load_coco(a, i, self.num_images)?),
+            _ => Ok(Dataset::synthetic(&SyntheticConfig::small(
+                self.num_images.unwrap_or(SYNTHETIC_IMAGES),
+                self.data_seed,
+            ))?),
         }
     }
 }
@@ -69,8 +76,8 @@ enum BoxLossArg {
 struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Iterations.
-    #[arg(long, default_value_t = 1000)]
+    /// Iterations (the learning rate drops x0.1 at 75% of them).
+    #[arg(long, default_value_t = 3000)]
     iterations: usize,
     /// Images per batch.
     #[arg(long, default_value_t = 4)]
@@ -259,10 +266,10 @@ struct DetectArgs {
 #[derive(Args)]
 struct AblateArgs {
     /// Iterations per run.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 3000)]
     iterations: usize,
     /// Training images.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = SYNTHETIC_IMAGES)]
     num_images: usize,
     /// Held-out images.
     #[arg(long, default_value_t = 64)]
@@ -271,6 +278,10 @@ struct AblateArgs {
     /// mean more anchors per object: a stronger foreground-background imbalance).
     #[arg(long, default_value_t = 128)]
     image_size: usize,
+    /// Runs per setting with model and batch-order seeds 0, 1, ...: the table gives the mean
+    /// AP and each seed's, so a difference can be told from seed noise.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    seeds: u32,
     /// Folder for the table (ablation.md), the runs (ablation.json) and the plot (ablation.png).
     #[arg(long, default_value = "ablation")]
     out_dir: PathBuf,
@@ -512,37 +523,55 @@ fn ablate(a: AblateArgs) -> Result<()> {
     let mut runs = Vec::new();
     for (gamma, alpha, prior) in settings {
         let name = format!("gamma={gamma} alpha={alpha}{}", if prior { "" } else { " no prior init" });
-        let start = Instant::now();
-        let mut config = ModelConfig { min_size: a.image_size, max_size: a.image_size, ..ModelConfig::tiny(3) };
-        if !prior {
-            config.prior_probability = None;
+        let (mut aps, mut ap50s, mut first_losses) = (Vec::new(), Vec::new(), None);
+        for seed in 0..a.seeds as u64 {
+            let start = Instant::now();
+            let mut config = ModelConfig { min_size: a.image_size, max_size: a.image_size, ..ModelConfig::tiny(3) };
+            if !prior {
+                config.prior_probability = None;
+            }
+            let model = RetinaNet::new(config, seed)?;
+            let cfg = TrainConfig { seed, ..TrainConfig::quick(a.iterations) };
+            let (ap, ap50, losses) =
+                match run_training(model, loss_config(gamma, alpha, BoxLossArg::L1)?, cfg, &train, false) {
+                    Ok(mut t) => {
+                        let stats = evaluate_model(&mut t.model, &val.categories, &val, false)?;
+                        (stats.ap(), stats.ap50(), t.log.iter().map(|e| e.loss.total()).collect())
+                    }
+                    Err(e) => {
+                        eprintln!("{name} seed {seed}: {e}");
+                        (0.0, 0.0, Vec::new())
+                    }
+                };
+            println!("{name:<32} seed {seed} AP {ap:.3} AP50 {ap50:.3} ({:.0}s)", start.elapsed().as_secs_f64());
+            aps.push(ap);
+            ap50s.push(ap50);
+            first_losses.get_or_insert(losses);
         }
-        let model = RetinaNet::new(config, 0)?;
-        let cfg = TrainConfig::quick(a.iterations);
-        let (ap, ap50, losses) =
-            match run_training(model, loss_config(gamma, alpha, BoxLossArg::L1)?, cfg, &train, false) {
-                Ok(mut t) => {
-                    let stats = evaluate_model(&mut t.model, &val.categories, &val, false)?;
-                    (stats.ap(), stats.ap50(), t.log.iter().map(|e| e.loss.total()).collect())
-                }
-                Err(e) => {
-                    eprintln!("{name}: {e}");
-                    (0.0, 0.0, Vec::new())
-                }
-            };
-        println!("{name:<32} AP {ap:.3} AP50 {ap50:.3} ({:.0}s)", start.elapsed().as_secs_f64());
-        runs.push(AblationRun { name, gamma, prior_init: prior, ap, ap50, losses });
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        runs.push(AblationRun {
+            name,
+            gamma,
+            prior_init: prior,
+            ap: mean(&aps),
+            ap50: mean(&ap50s),
+            ap_per_seed: aps,
+            losses: first_losses.unwrap_or_default(),
+        });
     }
-    let mut table = String::from(
-        "| gamma | alpha | prior init | AP | AP50 | first 20 it. loss | last 20 it. loss |\n|---|---|---|---|---|---|---|\n",
+    let mut table = format!(
+        "| gamma | alpha | prior init | AP{0} | AP per seed | AP50{0} | first 20 it. loss | last 20 it. loss |\n|---|---|---|---|---|---|---|---|\n",
+        if a.seeds > 1 { " (mean)" } else { "" }
     );
     for ((gamma, alpha, prior), r) in settings.iter().zip(&runs) {
         let mean = |s: &[f64]| if s.is_empty() { f64::NAN } else { s.iter().sum::<f64>() / s.len() as f64 };
         let n = r.losses.len();
+        let per_seed: Vec<String> = r.ap_per_seed.iter().map(|ap| format!("{ap:.3}")).collect();
         table.push_str(&format!(
-            "| {gamma} | {alpha} | {} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
+            "| {gamma} | {alpha} | {} | {:.3} | {} | {:.3} | {:.3} | {:.3} |\n",
             if *prior { "yes" } else { "no" },
             r.ap,
+            per_seed.join(", "),
             r.ap50,
             mean(&r.losses[..n.min(20)]),
             mean(&r.losses[n.saturating_sub(20)..])
@@ -552,7 +581,7 @@ fn ablate(a: AblateArgs) -> Result<()> {
     retinanet::train::write_atomic(&a.out_dir.join("ablation.md"), table.as_bytes())?;
     let json: Vec<serde_json::Value> = runs
         .iter()
-        .map(|r| serde_json::json!({"name": r.name, "gamma": r.gamma, "prior_init": r.prior_init, "ap": r.ap, "ap50": r.ap50, "losses": r.losses}))
+        .map(|r| serde_json::json!({"name": r.name, "gamma": r.gamma, "prior_init": r.prior_init, "ap": r.ap, "ap50": r.ap50, "ap_per_seed": r.ap_per_seed, "losses": r.losses}))
         .collect();
     retinanet::train::write_atomic(&a.out_dir.join("ablation.json"), serde_json::to_string(&json)?.as_bytes())?;
     plot_ablation(&runs, &a.out_dir.join("ablation.png"))?;
