@@ -365,14 +365,14 @@ impl<V: F32v> LossSum<V> {
             self.count = 0;
         }
     }
-    /// The chunk's sum; `Err` with the `every` to retry with when an `f32` lane overflowed
-    /// (only vectors of finite losses reach the lanes, so that takes losses near `f32::MAX`):
-    /// the kernel then reruns the chunk flushing after every vector.
+    /// The chunk's sum, or `None` when an `f32` lane overflowed (only vectors of finite losses
+    /// reach the lanes, so that takes losses near `f32::MAX`): the kernel then reruns the chunk
+    /// flushing after every vector, where no lane can overflow.
     #[inline(always)]
-    fn total(&mut self) -> Result<f64, usize> {
+    fn total(&mut self) -> Option<f64> {
         self.flush();
         let lanes = V::acc_sum(self.wide);
-        if lanes.is_finite() || self.every == 1 { Ok(lanes + self.scalar) } else { Err(1) }
+        (lanes.is_finite() || self.every == 1).then_some(lanes + self.scalar)
     }
 }
 
@@ -448,8 +448,8 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
                 sum.scalar = self.redo_non_finite(&mut chunk, V::LANES);
             }
             match sum.total() {
-                Ok(total) => return total,
-                Err(retry) => every = retry,
+                Some(total) => return total,
+                None => every = 1,
             }
         }
     }
@@ -465,21 +465,27 @@ impl<E: DenseElement> DenseKernel<'_, E> {
         let c = self.classes;
         let x = chunk.x;
         let mut total = 0.0;
-        for_each_non_finite(x, c, lanes, |r, j| {
-            let row = chunk.row0 + r;
-            let (at, gat) = (r * c + j, row * c + j);
-            let w = self.weight_at(row, gat) as f64;
-            let (l, g) = self.element.scalar(x[at] as f64, self.targets[gat] as f64, j);
-            total += w * l;
-            scalar_store(chunk, at, w * l, w * g * self.grad_scale as f64);
-        });
+        for_each_non_finite(
+            x,
+            c,
+            lanes,
+            |_| false,
+            |r, j| {
+                let row = chunk.row0 + r;
+                let (at, gat) = (r * c + j, row * c + j);
+                let w = self.weight_at(row, gat) as f64;
+                let (l, g) = self.element.scalar(x[at] as f64, self.targets[gat] as f64, j);
+                total += w * l;
+                scalar_store(chunk, at, w * l, w * g * self.grad_scale as f64);
+            },
+        );
         total
     }
 }
 
 /// Calls `f(row, class)` for every element of `x` (`classes` per row) in a `lanes`-wide piece
 /// of its row that holds a NaN or an infinity, in order. `skip_row(row)` leaves rows out.
-fn for_each_non_finite_in(
+fn for_each_non_finite(
     x: &[f32],
     classes: usize,
     lanes: usize,
@@ -499,10 +505,6 @@ fn for_each_non_finite_in(
             }
         }
     }
-}
-
-fn for_each_non_finite(x: &[f32], classes: usize, lanes: usize, f: impl FnMut(usize, usize)) {
-    for_each_non_finite_in(x, classes, lanes, |_| false, f)
 }
 
 /// Adds a computed vector's `(loss, grad)` to the sum and writes them at `at..at + len`;
@@ -735,8 +737,8 @@ impl SigmoidSparse<'_> {
                 sum.scalar = self.redo_non_finite(&mut chunk, V::LANES);
             }
             match sum.total() {
-                Ok(total) => return total,
-                Err(retry) => every = retry,
+                Some(total) => return total,
+                None => every = 1,
             }
         }
     }
@@ -748,7 +750,7 @@ impl SigmoidSparse<'_> {
         let c = self.classes;
         let (x, row0, hard) = (chunk.x, chunk.row0, &self.hard);
         let mut total = 0.0;
-        for_each_non_finite_in(
+        for_each_non_finite(
             x,
             c,
             lanes,
