@@ -161,18 +161,18 @@ struct SoftParts<V> {
 }
 
 #[inline(always)]
-fn soft_parts<V: F32v>(x: V, t: V) -> SoftParts<V> {
-    let s = sigmoid_parts(x);
+fn soft_parts<V: F32v>(x: V, e: V, t: V) -> SoftParts<V> {
+    let s = sigmoid_parts(x, e);
     let omt = V::splat(1.0).sub(t);
     let ce = t.mul_add(s.sp_neg, omt.mul(s.sp_pos));
     let p_minus_t = omt.mul(s.p).sub(t.mul(s.pm));
     SoftParts { s, omt, ce, p_minus_t }
 }
 
+/// [`SigmoidParts`] of `x` given `e = exp(-|x|)`.
 #[inline(always)]
-fn sigmoid_parts<V: F32v>(x: V) -> SigmoidParts<V> {
+fn sigmoid_parts<V: F32v>(x: V, e: V) -> SigmoidParts<V> {
     let zero = V::splat(0.0);
-    let e = exp(x.abs().neg());
     let (r, z) = sigmoid_denominators(e);
     let er = e.mul(r);
     let nonneg = zero.le(x);
@@ -186,14 +186,15 @@ fn sigmoid_parts<V: F32v>(x: V) -> SigmoidParts<V> {
 }
 
 /// Elementwise `(loss, dloss/dx)` of a dense-target loss: vectorised for finite logits, and
-/// the float64 reference for vectors holding a NaN or an infinity.
+/// the float64 reference for vectors holding a NaN or an infinity. The vector methods receive
+/// `e = exp(-|x|)`, computed by the kernel's first pass.
 pub(crate) trait DenseElement: Sync {
-    fn eval<V: F32v>(&self, x: V, t: V, j: usize, len: usize) -> (V, V);
+    fn eval<V: F32v>(&self, x: V, e: V, t: V, j: usize, len: usize) -> (V, V);
     fn scalar(&self, x: f64, t: f64, class: usize) -> (f64, f64);
     /// For losses with a dedicated hard-target path: `(loss, gradient already scaled)` when
     /// every target of the vector is 0 or 1.
     #[inline(always)]
-    fn eval_hard<V: F32v>(&self, _x: V, _t: V, _j: usize, _len: usize) -> Option<(V, V)> {
+    fn eval_hard<V: F32v>(&self, _x: V, _e: V, _t: V, _j: usize, _len: usize) -> Option<(V, V)> {
         None
     }
 }
@@ -225,11 +226,11 @@ impl SigmoidSoft {
 
 impl DenseElement for SigmoidSoft {
     #[inline(always)]
-    fn eval<V: F32v>(&self, x: V, t: V, j: usize, len: usize) -> (V, V) {
+    fn eval<V: F32v>(&self, x: V, e: V, t: V, j: usize, len: usize) -> (V, V) {
         let zero = V::splat(0.0);
         let one = V::splat(1.0);
         let gamma = V::splat(self.gamma);
-        let SoftParts { s, omt, ce, p_minus_t: dce } = soft_parts(x, t);
+        let SoftParts { s, omt, ce, p_minus_t: dce } = soft_parts(x, e, t);
         let w = t.mul_add(s.pm, omt.mul(s.p));
         // log(w) is exact for hard targets, where w is p or 1 - p.
         let wg = self.power.apply(
@@ -254,12 +255,12 @@ impl DenseElement for SigmoidSoft {
     }
 
     #[inline(always)]
-    fn eval_hard<V: F32v>(&self, x: V, t: V, j: usize, len: usize) -> Option<(V, V)> {
+    fn eval_hard<V: F32v>(&self, x: V, e: V, t: V, j: usize, len: usize) -> Option<(V, V)> {
         let one = V::splat(1.0);
         if !t.mul(one.sub(t)).all_zero() {
             return None;
         }
-        Some(self.hard.eval_dynamic(x, t.eq(one), j, len))
+        Some(self.hard.eval_dynamic(x, e, t.eq(one), j, len))
     }
 }
 
@@ -273,12 +274,12 @@ pub(crate) struct Varifocal {
 
 impl DenseElement for Varifocal {
     #[inline(always)]
-    fn eval<V: F32v>(&self, x: V, t: V, _j: usize, _len: usize) -> (V, V) {
+    fn eval<V: F32v>(&self, x: V, e: V, t: V, _j: usize, _len: usize) -> (V, V) {
         let zero = V::splat(0.0);
         let one = V::splat(1.0);
         let gamma = V::splat(self.gamma);
         let alpha = V::splat(self.alpha);
-        let SoftParts { s, ce, p_minus_t, .. } = soft_parts(x, t);
+        let SoftParts { s, ce, p_minus_t, .. } = soft_parts(x, e, t);
         let wpos = if self.iou_weighted { t } else { one };
         let loss_pos = wpos.mul(ce);
         let grad_pos = wpos.mul(p_minus_t);
@@ -303,11 +304,11 @@ pub(crate) struct QualityFocal {
 
 impl DenseElement for QualityFocal {
     #[inline(always)]
-    fn eval<V: F32v>(&self, x: V, t: V, _j: usize, _len: usize) -> (V, V) {
+    fn eval<V: F32v>(&self, x: V, e: V, t: V, _j: usize, _len: usize) -> (V, V) {
         let zero = V::splat(0.0);
         let one = V::splat(1.0);
         let beta = V::splat(self.beta);
-        let SoftParts { s, ce, p_minus_t: d, .. } = soft_parts(x, t);
+        let SoftParts { s, ce, p_minus_t: d, .. } = soft_parts(x, e, t);
         let ad = d.abs();
         let db = self.power.apply(
             ad,
@@ -376,6 +377,58 @@ impl<V: F32v> LossSum<V> {
     }
 }
 
+/// Elements per block of the kernels' two passes. The first pass computes `exp(-|x|)` of a
+/// block into a buffer on the stack, the second everything else. One vector's work is a long
+/// chain of dependent operations (exp, two divisions, log1p, products), and the out-of-order
+/// core holds too few such chains at once to keep its pipes busy; in two passes each chain is
+/// shorter and more vectors are in flight. The results are the same bits.
+const BLOCK: usize = 256;
+
+/// The first pass's buffer, aligned to cache lines so that no vector load or store of it is
+/// split across two lines.
+#[repr(C, align(64))]
+struct BlockBuf([f32; BLOCK]);
+
+/// How a chunk's rows are cut into blocks of at most [`BLOCK`] elements: whole rows when a row
+/// fits, otherwise pieces of one row of `BLOCK` classes. `BLOCK` is a multiple of every lane
+/// count, so a piece holds whole vectors of its row and the vectors are those of the whole row.
+#[derive(Clone, Copy)]
+struct Blocks {
+    rows_per_block: usize,
+    piece: usize,
+}
+
+impl Blocks {
+    fn new(classes: usize) -> Blocks {
+        if classes <= BLOCK {
+            Blocks { rows_per_block: BLOCK / classes, piece: classes }
+        } else {
+            Blocks { rows_per_block: 1, piece: BLOCK }
+        }
+    }
+}
+
+/// The first pass of a block: `exp(-|x|)` of `x` (at most [`BLOCK`] elements) into the start of
+/// `out`, in `LANES`-wide vectors from the block's start.
+#[inline(always)]
+fn exp_block<V: F32v>(x: &[f32], out: &mut [f32; BLOCK]) {
+    let mut xs = x.chunks_exact(V::LANES);
+    let mut outs = out.chunks_exact_mut(V::LANES);
+    for (xv, o) in (&mut xs).zip(&mut outs) {
+        exp(V::load(xv).abs().neg()).store(o);
+    }
+    let rest = xs.remainder();
+    if let (false, Some(o)) = (rest.is_empty(), outs.next()) {
+        exp(V::load_partial(rest).abs().neg()).store(o);
+    }
+}
+
+/// Loads `len <= LANES` values from `s[at..]`; lanes past `len` are 0.
+#[inline(always)]
+fn load_at<V: F32v>(s: &[f32], at: usize, len: usize) -> V {
+    load_slice(&s[at..at + len])
+}
+
 /// Drives a [`DenseElement`] over rows with targets and weights.
 pub(crate) struct DenseKernel<'a, E> {
     pub element: E,
@@ -402,6 +455,8 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
         let c = self.classes;
         let rows = chunk.x.len() / c;
         let scale = V::splat(self.grad_scale);
+        let blocks = Blocks::new(c);
+        let mut e_ahead = BlockBuf([0.0f32; BLOCK]);
         let mut every = FLUSH_EVERY;
         loop {
             let sum = &mut LossSum::<V>::new(every);
@@ -409,40 +464,20 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
             // the others, then redone by the scalar pass after the loop: the hot loop makes no call,
             // which would force its vector registers (all caller-saved) onto the stack.
             let mut non_finite = false;
-            for r in 0..rows {
-                let row = chunk.row0 + r;
-                let base = r * c;
-                let gbase = row * c;
-                let xs = &chunk.x[base..base + c];
-                let ts = &self.targets[gbase..gbase + c];
-                let mut j = 0;
-                while j < c {
-                    let len = V::LANES.min(c - j);
-                    let full = len == V::LANES;
-                    let x = if full { V::load(&xs[j..]) } else { V::load_partial(&xs[j..j + len]) };
-                    let t = if full { V::load(&ts[j..]) } else { V::load_partial(&ts[j..j + len]) };
-                    let (mut loss, mut grad) = match self.element.eval_hard(x, t, j, len) {
-                        Some(scaled) => scaled,
-                        None => {
-                            let (loss, grad) = self.element.eval(x, t, j, len);
-                            (loss, grad.mul(scale))
-                        }
-                    };
-                    let weight = match self.weights {
-                        WeightsRef::None => None,
-                        WeightsRef::PerRow(w) => Some(V::splat(w[row])),
-                        WeightsRef::PerElement(w) => {
-                            let ws = &w[gbase + j..gbase + j + len];
-                            Some(if full { V::load(ws) } else { V::load_partial(ws) })
-                        }
-                    };
-                    if let Some(w) = weight {
-                        loss = loss.mul(w);
-                        grad = grad.mul(w);
+            let mut r0 = 0;
+            while r0 < rows {
+                let r1 = (r0 + blocks.rows_per_block).min(rows);
+                let mut j0 = 0;
+                while j0 < c {
+                    let j1 = (j0 + blocks.piece).min(c);
+                    exp_block::<V>(&chunk.x[r0 * c + j0..(r1 - 1) * c + j1], &mut e_ahead.0);
+                    for r in r0..r1 {
+                        let e_row = &e_ahead.0[(r - r0) * c..];
+                        non_finite |= self.segment(&mut chunk, sum, scale, r, j0..j1, e_row);
                     }
-                    non_finite |= !emit(&mut chunk, sum, x, base + j, len, (loss, grad));
-                    j += len;
+                    j0 = j1;
                 }
+                r0 = r1;
             }
             if non_finite {
                 sum.scalar = self.redo_non_finite(&mut chunk, V::LANES);
@@ -456,6 +491,78 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
 }
 
 impl<E: DenseElement> DenseKernel<'_, E> {
+    /// The second pass over classes `js` of row `r` of the chunk, `e_row[j - js.start]` holding
+    /// `exp(-|x|)` of class `j`; returns whether a vector held a NaN or an infinity.
+    #[inline(always)]
+    fn segment<V: F32v>(
+        &self,
+        chunk: &mut Chunk<'_>,
+        sum: &mut LossSum<V>,
+        scale: V,
+        r: usize,
+        js: std::ops::Range<usize>,
+        e_row: &[f32],
+    ) -> bool {
+        let c = self.classes;
+        let row = chunk.row0 + r;
+        let (base, gbase) = (r * c, row * c);
+        let mut seg = Segment::new(chunk, base + js.start..base + js.end, e_row);
+        let targets = &self.targets[gbase + js.start..gbase + js.end];
+        let weights = match self.weights {
+            WeightsRef::None => WeightsRef::None,
+            WeightsRef::PerRow(w) => WeightsRef::PerRow(&w[row..row + 1]),
+            WeightsRef::PerElement(w) => WeightsRef::PerElement(&w[gbase + js.start..gbase + js.end]),
+        };
+        let n = seg.len();
+        let mut non_finite = false;
+        // Whole vectors, then the row's shorter tail: `len` is a constant in the first loop.
+        let mut k = 0;
+        while k + V::LANES <= n {
+            non_finite |= self.vector(&mut seg, sum, scale, (targets, &weights), js.start, k, V::LANES);
+            k += V::LANES;
+        }
+        if k < n {
+            non_finite |= self.vector(&mut seg, sum, scale, (targets, &weights), js.start, k, n - k);
+        }
+        non_finite
+    }
+
+    /// One vector of a segment: classes `j0 + k..j0 + k + len`; returns whether it held a NaN or
+    /// an infinity.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn vector<V: F32v>(
+        &self,
+        seg: &mut Segment<'_>,
+        sum: &mut LossSum<V>,
+        scale: V,
+        (targets, weights): (&[f32], &WeightsRef<'_>),
+        j0: usize,
+        k: usize,
+        len: usize,
+    ) -> bool {
+        let j = j0 + k;
+        let (x, e) = seg.inputs::<V>(k, len);
+        let t = load_at::<V>(targets, k, len);
+        let (mut loss, mut grad) = match self.element.eval_hard(x, e, t, j, len) {
+            Some(scaled) => scaled,
+            None => {
+                let (loss, grad) = self.element.eval(x, e, t, j, len);
+                (loss, grad.mul(scale))
+            }
+        };
+        let weight = match *weights {
+            WeightsRef::None => None,
+            WeightsRef::PerRow(w) => Some(V::splat(w[0])),
+            WeightsRef::PerElement(w) => Some(load_at::<V>(w, k, len)),
+        };
+        if let Some(w) = weight {
+            loss = loss.mul(w);
+            grad = grad.mul(w);
+        }
+        !seg.emit(sum, x, k, len, (loss, grad))
+    }
+
     /// Recomputes, with the float64 reference, the vectors of the chunk (as the vector loop
     /// splits its rows into `lanes`-wide pieces) that hold a NaN or an infinity; returns the
     /// sum of their losses.
@@ -507,19 +614,104 @@ fn for_each_non_finite(
     }
 }
 
-/// Adds a computed vector's `(loss, grad)` to the sum and writes them at `at..at + len`;
-/// returns whether `x` was finite (if not, nothing was added: the scalar pass redoes it).
-///
-/// The kernels' loops use plain `#[inline(always)]` functions like this one, never closures:
-/// a closure is not reliably inlined into the `#[target_feature]` wrapper, and outside it every
-/// intrinsic becomes a call (the AVX2 level once ran 40x slower that way).
+/// The second pass's view of one row segment: its logits, their `exp(-|x|)` and the outputs,
+/// all `n` long, so the vector loop indexes from 0 without further offsets.
+struct Segment<'s> {
+    n: usize,
+    x: &'s [f32],
+    e: &'s [f32],
+    loss: Option<&'s mut [f32]>,
+    grad: Option<&'s mut [f32]>,
+}
+
+impl<'s> Segment<'s> {
+    /// Elements `at` of the chunk, with `e[..at.len()]`.
+    #[inline(always)]
+    fn new(chunk: &'s mut Chunk<'_>, at: std::ops::Range<usize>, e: &'s [f32]) -> Self {
+        let n = at.len();
+        Segment {
+            n,
+            x: &chunk.x[at.clone()],
+            e: &e[..n],
+            loss: match &mut chunk.loss {
+                Some(l) => Some(&mut l[at.clone()]),
+                None => None,
+            },
+            grad: match &mut chunk.grad {
+                Some(g) => Some(&mut g[at]),
+                None => None,
+            },
+        }
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.n
+    }
+
+    /// The range of the `len`-lane vector at `k`, checked once against the segment for all four
+    /// arrays (in the loop over whole vectors the compiler drops the check).
+    #[inline(always)]
+    fn range<V: F32v>(&self, k: usize, len: usize) -> std::ops::Range<usize> {
+        assert!(len <= V::LANES && k <= self.n && len <= self.n - k);
+        k..k + len
+    }
+
+    /// `(x, exp(-|x|))` of the `len`-lane vector at `k`.
+    #[inline(always)]
+    fn inputs<V: F32v>(&self, k: usize, len: usize) -> (V, V) {
+        let r = self.range::<V>(k, len);
+        // SAFETY: `x` and `e` are `n` long (`Segment::new`) and `range` checked `r` against `n`.
+        let (x, e) = unsafe { (self.x.get_unchecked(r.clone()), self.e.get_unchecked(r)) };
+        (load_slice(x), load_slice(e))
+    }
+
+    /// Writes a vector's `(loss, grad)` at `k..k + len` into the outputs present.
+    #[inline(always)]
+    fn put<V: F32v>(&mut self, k: usize, len: usize, out: (V, V)) {
+        let r = self.range::<V>(k, len);
+        if let Some(l) = &mut self.loss {
+            // SAFETY: as in `inputs`: the outputs are `n` long too.
+            store_slice(unsafe { l.get_unchecked_mut(r.clone()) }, out.0);
+        }
+        if let Some(g) = &mut self.grad {
+            // SAFETY: as above.
+            store_slice(unsafe { g.get_unchecked_mut(r) }, out.1);
+        }
+    }
+
+    /// Adds a computed vector's `(loss, grad)` to the sum and writes them at `k..k + len`;
+    /// returns whether `x` was finite (if not, nothing was added: the scalar pass redoes it).
+    ///
+    /// The kernels' loops use plain `#[inline(always)]` functions like this one, never
+    /// closures: a closure is not reliably inlined into the `#[target_feature]` wrapper, and
+    /// outside it every intrinsic becomes a call (the AVX2 level once ran 40x slower that way).
+    #[inline(always)]
+    fn emit<V: F32v>(&mut self, sum: &mut LossSum<V>, x: V, k: usize, len: usize, out: (V, V)) -> bool {
+        let finite = x.all_finite();
+        sum.add(vector_contribution(out.0, len, finite));
+        self.put(k, len, out);
+        finite
+    }
+
+    /// [`Segment::emit`] for a vector known to be finite.
+    #[inline(always)]
+    fn emit_finite<V: F32v>(&mut self, sum: &mut LossSum<V>, k: usize, len: usize, out: (V, V)) {
+        sum.add(vector_contribution(out.0, len, true));
+        self.put(k, len, out);
+    }
+}
+
+/// Loads a slice of at most `LANES` values; lanes past its length are 0.
 #[inline(always)]
-fn emit<V: F32v>(chunk: &mut Chunk<'_>, sum: &mut LossSum<V>, x: V, at: usize, len: usize, out: (V, V)) -> bool {
-    let finite = x.all_finite();
-    sum.add(vector_contribution(out.0, len, finite));
-    store(&mut chunk.loss, at, len, out.0);
-    store(&mut chunk.grad, at, len, out.1);
-    finite
+fn load_slice<V: F32v>(s: &[f32]) -> V {
+    if s.len() == V::LANES { V::load(s) } else { V::load_partial(s) }
+}
+
+/// Stores the first `s.len() <= LANES` lanes of `v` into `s`.
+#[inline(always)]
+fn store_slice<V: F32v>(s: &mut [f32], v: V) {
+    if s.len() == V::LANES { v.store(s) } else { v.store_partial(s) }
 }
 
 /// What a vector adds to the loss sum: its first `len` lanes, or nothing when it holds a NaN or
@@ -532,17 +724,6 @@ fn vector_contribution<V: F32v>(loss: V, len: usize, finite: bool) -> V {
         loss
     } else {
         V::select(V::iota().lt(V::splat(len as f32)), loss, V::splat(0.0))
-    }
-}
-
-#[inline(always)]
-fn store<V: F32v>(out: &mut Option<&mut [f32]>, at: usize, len: usize, v: V) {
-    if let Some(out) = out {
-        if len == V::LANES {
-            v.store(&mut out[at..]);
-        } else {
-            v.store_partial(&mut out[at..at + len]);
-        }
     }
 }
 
@@ -571,20 +752,20 @@ impl HardTargets {
 
     /// [`HardTargets::eval`] with the power and alpha layout chosen at run time.
     #[inline(always)]
-    fn eval_dynamic<V: F32v>(&self, x: V, pos: V::Mask, j: usize, len: usize) -> (V, V) {
+    fn eval_dynamic<V: F32v>(&self, x: V, e: V, pos: V::Mask, j: usize, len: usize) -> (V, V) {
         match (self.power.tag(), self.alpha.uniform) {
-            (0, true) => self.eval::<V, 0, true>(x, pos, j, len),
-            (1, true) => self.eval::<V, 1, true>(x, pos, j, len),
-            (2, true) => self.eval::<V, 2, true>(x, pos, j, len),
-            (4, true) => self.eval::<V, 4, true>(x, pos, j, len),
-            (5, true) => self.eval::<V, 5, true>(x, pos, j, len),
-            (_, true) => self.eval::<V, 3, true>(x, pos, j, len),
-            (0, false) => self.eval::<V, 0, false>(x, pos, j, len),
-            (1, false) => self.eval::<V, 1, false>(x, pos, j, len),
-            (2, false) => self.eval::<V, 2, false>(x, pos, j, len),
-            (4, false) => self.eval::<V, 4, false>(x, pos, j, len),
-            (5, false) => self.eval::<V, 5, false>(x, pos, j, len),
-            (_, false) => self.eval::<V, 3, false>(x, pos, j, len),
+            (0, true) => self.eval::<V, 0, true>(x, e, pos, j, len),
+            (1, true) => self.eval::<V, 1, true>(x, e, pos, j, len),
+            (2, true) => self.eval::<V, 2, true>(x, e, pos, j, len),
+            (4, true) => self.eval::<V, 4, true>(x, e, pos, j, len),
+            (5, true) => self.eval::<V, 5, true>(x, e, pos, j, len),
+            (_, true) => self.eval::<V, 3, true>(x, e, pos, j, len),
+            (0, false) => self.eval::<V, 0, false>(x, e, pos, j, len),
+            (1, false) => self.eval::<V, 1, false>(x, e, pos, j, len),
+            (2, false) => self.eval::<V, 2, false>(x, e, pos, j, len),
+            (4, false) => self.eval::<V, 4, false>(x, e, pos, j, len),
+            (5, false) => self.eval::<V, 5, false>(x, e, pos, j, len),
+            (_, false) => self.eval::<V, 3, false>(x, e, pos, j, len),
         }
     }
 }
@@ -604,11 +785,17 @@ impl HardTargets {
     /// `dL/ds = -alpha_t q^gamma (gamma p_t softplus(-s) + q)`; the gradient scale and the sign
     /// of `ds/dx` are folded into the gradient's alpha.
     #[inline(always)]
-    fn eval<V: F32v, const POWER: u8, const UNIFORM: bool>(&self, x: V, pos: V::Mask, j: usize, len: usize) -> (V, V) {
+    fn eval<V: F32v, const POWER: u8, const UNIFORM: bool>(
+        &self,
+        x: V,
+        e: V,
+        pos: V::Mask,
+        j: usize,
+        len: usize,
+    ) -> (V, V) {
         let zero = V::splat(0.0);
         let gamma = V::splat(self.gamma);
         let s = V::select(pos, x, x.neg());
-        let e = exp(x.abs().neg());
         let (r, z) = sigmoid_denominators(e);
         let er = e.mul(r);
         let s_nonneg = zero.le(s);
@@ -625,35 +812,56 @@ impl HardTargets {
 }
 
 impl HardTargets {
-    /// [`HardTargets::eval`] for a vector with no positive lane (nearly all of them):
-    /// `s = -x`, so the sign selects disappear; and when no logit is positive (the common case
-    /// for background anchors) neither do the selects on the sign of `x`, with bit-identical
-    /// results.
+    /// [`HardTargets::eval`] for a vector with no positive lane (nearly all of them): `s = -x`,
+    /// so the selects on the label disappear.
     #[inline(always)]
     fn eval_negative<V: F32v, const POWER: u8, const UNIFORM: bool>(
         &self,
         x: V,
+        e: V,
         j: usize,
         len: usize,
         uniform_neg: (V, V),
     ) -> (V, V) {
         let zero = V::splat(0.0);
+        let (r, z) = sigmoid_denominators(e);
+        let er = e.mul(r);
+        // s = -x >= 0 where x <= 0: there p_t = r and q = e r.
+        let x_nonpos = x.le(zero);
+        let l = log1p_from_z(z);
+        let (pt, q) = (V::select(x_nonpos, r, er), V::select(x_nonpos, er, r));
+        let (ce, log_q) = (l.add(x.max(zero)), x.min(zero).sub(l));
+        self.finish_negative::<V, POWER, UNIFORM>((pt, q, ce, log_q), j, len, uniform_neg)
+    }
+
+    /// [`HardTargets::eval_negative`] for a vector of finite logits `<= 0` (the common case for
+    /// background anchors): the selects on the sign of `x` disappear too, with bit-identical
+    /// results.
+    #[inline(always)]
+    fn eval_nonpositive<V: F32v, const POWER: u8, const UNIFORM: bool>(
+        &self,
+        x: V,
+        e: V,
+        j: usize,
+        len: usize,
+        uniform_neg: (V, V),
+    ) -> (V, V) {
+        // -|x| = x, so p_t = 1 / (1 + e), q = e p_t, softplus(x) = log1p(e).
+        let (r, z) = sigmoid_denominators(e);
+        let l = log1p_from_z(z);
+        self.finish_negative::<V, POWER, UNIFORM>((r, e.mul(r), l, x.sub(l)), j, len, uniform_neg)
+    }
+
+    /// Loss and gradient of a vector without positives from `(p_t, q, softplus(-s), log q)`.
+    #[inline(always)]
+    fn finish_negative<V: F32v, const POWER: u8, const UNIFORM: bool>(
+        &self,
+        (pt, q, ce, log_q): (V, V, V, V),
+        j: usize,
+        len: usize,
+        uniform_neg: (V, V),
+    ) -> (V, V) {
         let gamma = V::splat(self.gamma);
-        let (pt, q, ce, log_q) = if x.all_nonpositive() {
-            // -|x| = x, so p_t = 1 / (1 + e), q = e p_t, softplus(x) = log1p(e).
-            let e = exp(x);
-            let (r, z) = sigmoid_denominators(e);
-            let l = log1p_from_z(z);
-            (r, e.mul(r), l, x.sub(l))
-        } else {
-            let e = exp(x.abs().neg());
-            let (r, z) = sigmoid_denominators(e);
-            let er = e.mul(r);
-            // s = -x >= 0 where x <= 0: there p_t = r and q = e r.
-            let x_nonpos = x.le(zero);
-            let l = log1p_from_z(z);
-            (V::select(x_nonpos, r, er), V::select(x_nonpos, er, r), l.add(x.max(zero)), x.min(zero).sub(l))
-        };
         let qg = Power::from_tag(POWER).apply(q, || log_q, gamma);
         let (a_loss, a_grad) = if UNIFORM {
             uniform_neg
@@ -698,40 +906,28 @@ impl SigmoidSparse<'_> {
         // Hoisted out of the loop: the alpha of negatives when it is the same for all classes.
         let hard = &self.hard;
         let uniform_neg = (V::splat(hard.alpha.loss_neg[0]), V::splat(hard.alpha.grad_neg[0]));
+        let blocks = Blocks::new(c);
+        let mut e_ahead = BlockBuf([0.0f32; BLOCK]);
         let mut every = FLUSH_EVERY;
         loop {
             let sum = &mut LossSum::<V>::new(every);
-            // As in the dense kernel: vectors with a NaN or an infinity are redone after the loop.
+            // As in the dense kernel: two passes per block, and vectors with a NaN or an infinity
+            // redone after the loop.
             let mut non_finite = false;
-            for r in 0..rows {
-                let label = self.labels[chunk.row0 + r];
-                let base = r * c;
-                if label == IGNORE {
-                    // Zero outputs, and zero vectors added to the sum so that it is grouped
-                    // exactly as the dense kernel's with weight 0 on this row.
-                    let mut j = 0;
-                    while j < c {
-                        let len = V::LANES.min(c - j);
-                        store(&mut chunk.loss, base + j, len, V::splat(0.0));
-                        store(&mut chunk.grad, base + j, len, V::splat(0.0));
-                        sum.add(V::splat(0.0));
-                        j += len;
+            let mut r0 = 0;
+            while r0 < rows {
+                let r1 = (r0 + blocks.rows_per_block).min(rows);
+                let mut j0 = 0;
+                while j0 < c {
+                    let j1 = (j0 + blocks.piece).min(c);
+                    exp_block::<V>(&chunk.x[r0 * c + j0..(r1 - 1) * c + j1], &mut e_ahead.0);
+                    for r in r0..r1 {
+                        let e_row = &e_ahead.0[(r - r0) * c..];
+                        non_finite |= self.segment::<V, POWER, UNIFORM>(&mut chunk, sum, r, j0..j1, e_row, uniform_neg);
                     }
-                    continue;
+                    j0 = j1;
                 }
-                let xs = &chunk.x[base..base + c];
-                let mut j = 0;
-                while j < c {
-                    let len = V::LANES.min(c - j);
-                    let full = len == V::LANES;
-                    let x = if full { V::load(&xs[j..]) } else { V::load_partial(&xs[j..j + len]) };
-                    let (loss, grad) = match (label as isize - j as isize).try_into() {
-                        Ok(k) if k < len => hard.eval::<V, POWER, UNIFORM>(x, V::lane_mask(k), j, len),
-                        _ => hard.eval_negative::<V, POWER, UNIFORM>(x, j, len, uniform_neg),
-                    };
-                    non_finite |= !emit(&mut chunk, sum, x, base + j, len, (loss, grad));
-                    j += len;
-                }
+                r0 = r1;
             }
             if non_finite {
                 sum.scalar = self.redo_non_finite(&mut chunk, V::LANES);
@@ -739,6 +935,78 @@ impl SigmoidSparse<'_> {
             match sum.total() {
                 Some(total) => return total,
                 None => every = 1,
+            }
+        }
+    }
+
+    /// The second pass over classes `js` of row `r` (see [`DenseKernel::segment`]).
+    #[inline(always)]
+    fn segment<V: F32v, const POWER: u8, const UNIFORM: bool>(
+        &self,
+        chunk: &mut Chunk<'_>,
+        sum: &mut LossSum<V>,
+        r: usize,
+        js: std::ops::Range<usize>,
+        e_row: &[f32],
+        uniform_neg: (V, V),
+    ) -> bool {
+        let base = r * self.classes;
+        let label = self.labels[chunk.row0 + r];
+        let mut seg = Segment::new(chunk, base + js.start..base + js.end, e_row);
+        let n = seg.len();
+        let mut k = 0;
+        if label == IGNORE {
+            // Zero outputs, and zero vectors added to the sum so that it is grouped exactly as
+            // the dense kernel's with weight 0 on this row.
+            while k < n {
+                let len = V::LANES.min(n - k);
+                seg.emit_finite(sum, k, len, (V::splat(0.0), V::splat(0.0)));
+                k += len;
+            }
+            return false;
+        }
+        let mut non_finite = false;
+        // Whole vectors, then the row's shorter tail: `len` is a constant in the first loop.
+        while k + V::LANES <= n {
+            non_finite |= self.vector::<V, POWER, UNIFORM>(&mut seg, sum, label, js.start, k, V::LANES, uniform_neg);
+            k += V::LANES;
+        }
+        if k < n {
+            non_finite |= self.vector::<V, POWER, UNIFORM>(&mut seg, sum, label, js.start, k, n - k, uniform_neg);
+        }
+        non_finite
+    }
+
+    /// One vector of a segment: classes `j0 + k..j0 + k + len` of a row labelled `label`;
+    /// returns whether it held a NaN or an infinity.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn vector<V: F32v, const POWER: u8, const UNIFORM: bool>(
+        &self,
+        seg: &mut Segment<'_>,
+        sum: &mut LossSum<V>,
+        label: i32,
+        j0: usize,
+        k: usize,
+        len: usize,
+        uniform_neg: (V, V),
+    ) -> bool {
+        let hard = &self.hard;
+        let j = j0 + k;
+        let (x, e) = seg.inputs::<V>(k, len);
+        match (label as isize - j as isize).try_into() {
+            Ok(i) if i < len => {
+                let out = hard.eval::<V, POWER, UNIFORM>(x, e, V::lane_mask(i), j, len);
+                !seg.emit(sum, x, k, len, out)
+            }
+            _ if x.all_finite_nonpositive() => {
+                let out = hard.eval_nonpositive::<V, POWER, UNIFORM>(x, e, j, len, uniform_neg);
+                seg.emit_finite(sum, k, len, out);
+                false
+            }
+            _ => {
+                let out = hard.eval_negative::<V, POWER, UNIFORM>(x, e, j, len, uniform_neg);
+                !seg.emit(sum, x, k, len, out)
             }
         }
     }
@@ -834,7 +1102,7 @@ impl ChunkKernel for SoftmaxFocal<'_> {
                 let keep = V::and(iota.lt(V::splat(len as f32)), iota.add(V::splat(j as f32)).ne(label_f));
                 other += V::select(keep, e, V::splat(0.0)).sum_f64();
                 if let Some(g) = &mut chunk.grad {
-                    store(&mut Some(&mut **g), base + j, len, e);
+                    store_slice(&mut g[base + j..base + j + len], e);
                 }
                 j += len;
             }

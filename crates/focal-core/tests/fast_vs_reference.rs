@@ -10,7 +10,10 @@ use focal_core::{
     SoftmaxFocalLoss, Target, TensorView, TensorViewMut, VarifocalLoss, VarifocalParams,
 };
 
-const SHAPES: [(usize, usize); 8] = [(1, 1), (3, 7), (5, 16), (2, 17), (17, 80), (9, 91), (4, 3), (300, 80)];
+/// Shapes around the lane counts (4, 8, 16), COCO's 80 classes, and more classes than the
+/// kernels' 256-element blocks hold (a row then goes in pieces): 257, 512 and LVIS's 1203.
+const SHAPES: [(usize, usize); 11] =
+    [(1, 1), (3, 7), (5, 16), (2, 17), (17, 80), (9, 91), (4, 3), (300, 80), (3, 257), (2, 512), (3, 1203)];
 
 fn levels() -> Vec<SimdLevel> {
     let levels: Vec<_> = SimdLevel::supported().collect();

@@ -154,8 +154,8 @@ pub(crate) unsafe trait F32v: Copy {
     fn all_finite(self) -> bool;
     /// Whether every lane is zero.
     fn all_zero(self) -> bool;
-    /// Whether every lane is `<= 0` (false if any is NaN).
-    fn all_nonpositive(self) -> bool;
+    /// Whether every lane is finite and `<= 0`.
+    fn all_finite_nonpositive(self) -> bool;
 
     /// An `f64` accumulator with one lane per `f32` lane.
     type Acc: Copy;

@@ -175,9 +175,13 @@ unsafe impl F32v for F32x4 {
         unsafe { vminvq_u32(vceqq_f32(self.0, vdupq_n_f32(0.0))) != 0 }
     }
     #[inline(always)]
-    fn all_nonpositive(self) -> bool {
+    fn all_finite_nonpositive(self) -> bool {
         // SAFETY: see the impl.
-        unsafe { vminvq_u32(vcleq_f32(self.0, vdupq_n_f32(0.0))) != 0 }
+        unsafe {
+            let le0 = vcleq_f32(self.0, vdupq_n_f32(0.0));
+            let ge_min = vcgeq_f32(self.0, vdupq_n_f32(f32::MIN));
+            vminvq_u32(vandq_u32(le0, ge_min)) != 0
+        }
     }
     type Acc = [f64; 4];
     #[inline(always)]

@@ -150,8 +150,8 @@ unsafe impl F32v for F32x8 {
         self.0.iter().all(|&v| v == 0.0)
     }
     #[inline(always)]
-    fn all_nonpositive(self) -> bool {
-        self.0.iter().all(|&v| v <= 0.0)
+    fn all_finite_nonpositive(self) -> bool {
+        self.0.iter().all(|&v| (f32::MIN..=0.0).contains(&v))
     }
     type Acc = [f64; 8];
     #[inline(always)]

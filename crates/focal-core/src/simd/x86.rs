@@ -195,9 +195,10 @@ unsafe impl F32v for F32x16 {
         unsafe { _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(self.0, _mm512_setzero_ps()) == 0 }
     }
     #[inline(always)]
-    fn all_nonpositive(self) -> bool {
+    fn all_finite_nonpositive(self) -> bool {
+        // Classes +0 (0x02), -0 (0x04) and negative finite (0x40).
         // SAFETY: see the impl.
-        unsafe { _mm512_cmp_ps_mask::<_CMP_LE_OQ>(self.0, _mm512_setzero_ps()) == 0xffff }
+        unsafe { _mm512_fpclass_ps_mask::<0x46>(self.0) == 0xffff }
     }
     type Acc = (__m512d, __m512d);
     #[inline(always)]
@@ -397,9 +398,13 @@ unsafe impl F32v for F32x8Avx {
         unsafe { _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.0, _mm256_setzero_ps())) == 0 }
     }
     #[inline(always)]
-    fn all_nonpositive(self) -> bool {
+    fn all_finite_nonpositive(self) -> bool {
         // SAFETY: see the impl.
-        unsafe { _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(self.0, _mm256_setzero_ps())) == 0xff }
+        unsafe {
+            let le0 = _mm256_cmp_ps::<_CMP_LE_OQ>(self.0, _mm256_setzero_ps());
+            let ge_min = _mm256_cmp_ps::<_CMP_GE_OQ>(self.0, _mm256_set1_ps(f32::MIN));
+            _mm256_movemask_ps(_mm256_and_ps(le0, ge_min)) == 0xff
+        }
     }
     type Acc = (__m256d, __m256d);
     #[inline(always)]
