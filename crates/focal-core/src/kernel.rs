@@ -5,7 +5,7 @@
 //! requested outputs and returns the chunk's loss sum in `f64`. Rows are processed in whole
 //! vectors plus one masked tail, so any `C` works and no element is read twice.
 
-use crate::labels::IGNORE;
+use crate::labels::{BACKGROUND, IGNORE};
 use crate::simd::math::{exp, log, log1p_from_z, pow_from_log, sigmoid_denominators};
 use crate::simd::{ChunkKernel, F32v};
 
@@ -906,6 +906,8 @@ impl SigmoidSparse<'_> {
         // Hoisted out of the loop: the alpha of negatives when it is the same for all classes.
         let hard = &self.hard;
         let uniform_neg = (V::splat(hard.alpha.loss_neg[0]), V::splat(hard.alpha.grad_neg[0]));
+        // Whole rows of background in one segment need vectors that never cross a row.
+        let flat = c.is_multiple_of(V::LANES) && c <= BLOCK;
         let blocks = Blocks::new(c);
         let mut e_ahead = BlockBuf([0.0f32; BLOCK]);
         let mut every = FLUSH_EVERY;
@@ -921,6 +923,11 @@ impl SigmoidSparse<'_> {
                 while j0 < c {
                     let j1 = (j0 + blocks.piece).min(c);
                     exp_block::<V>(&chunk.x[r0 * c + j0..(r1 - 1) * c + j1], &mut e_ahead.0);
+                    if flat && self.all_background(chunk.row0, r0..r1) {
+                        non_finite |=
+                            self.background::<V, POWER, UNIFORM>(&mut chunk, sum, r0..r1, &e_ahead.0, uniform_neg);
+                        break;
+                    }
                     for r in r0..r1 {
                         let e_row = &e_ahead.0[(r - r0) * c..];
                         non_finite |= self.segment::<V, POWER, UNIFORM>(&mut chunk, sum, r, j0..j1, e_row, uniform_neg);
@@ -999,16 +1006,67 @@ impl SigmoidSparse<'_> {
                 let out = hard.eval::<V, POWER, UNIFORM>(x, e, V::lane_mask(i), j, len);
                 !seg.emit(sum, x, k, len, out)
             }
-            _ if x.all_finite_nonpositive() => {
-                let out = hard.eval_nonpositive::<V, POWER, UNIFORM>(x, e, j, len, uniform_neg);
-                seg.emit_finite(sum, k, len, out);
-                false
-            }
-            _ => {
-                let out = hard.eval_negative::<V, POWER, UNIFORM>(x, e, j, len, uniform_neg);
-                !seg.emit(sum, x, k, len, out)
-            }
+            _ => self.negative::<V, POWER, UNIFORM>(seg, sum, (x, e), j, k, len, uniform_neg),
         }
+    }
+
+    /// A vector `(x, e)` without a positive lane at `k..k + len` of the segment, classes from
+    /// `j`; returns whether it held a NaN or an infinity.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn negative<V: F32v, const POWER: u8, const UNIFORM: bool>(
+        &self,
+        seg: &mut Segment<'_>,
+        sum: &mut LossSum<V>,
+        (x, e): (V, V),
+        j: usize,
+        k: usize,
+        len: usize,
+        uniform_neg: (V, V),
+    ) -> bool {
+        if x.all_finite_nonpositive() {
+            let out = self.hard.eval_nonpositive::<V, POWER, UNIFORM>(x, e, j, len, uniform_neg);
+            seg.emit_finite(sum, k, len, out);
+            false
+        } else {
+            let out = self.hard.eval_negative::<V, POWER, UNIFORM>(x, e, j, len, uniform_neg);
+            !seg.emit(sum, x, k, len, out)
+        }
+    }
+
+    /// The second pass over rows `rows` when all of them are background and `LANES` divides the
+    /// row length: one flat segment, vector by vector as the rows' own walk (no vector crosses
+    /// a row), without the per-row work of [`SigmoidSparse::segment`].
+    #[inline(always)]
+    fn background<V: F32v, const POWER: u8, const UNIFORM: bool>(
+        &self,
+        chunk: &mut Chunk<'_>,
+        sum: &mut LossSum<V>,
+        rows: std::ops::Range<usize>,
+        e: &[f32],
+        uniform_neg: (V, V),
+    ) -> bool {
+        let c = self.classes;
+        let mut seg = Segment::new(chunk, rows.start * c..rows.end * c, e);
+        let n = seg.len();
+        let mut non_finite = false;
+        let mut k = 0;
+        while k + V::LANES <= n {
+            let x_e = seg.inputs::<V>(k, V::LANES);
+            non_finite |= self.negative::<V, POWER, UNIFORM>(&mut seg, sum, x_e, k % c, k, V::LANES, uniform_neg);
+            k += V::LANES;
+        }
+        non_finite
+    }
+
+    /// Whether every row of `rows` (of the chunk) is background.
+    #[inline(always)]
+    fn all_background(&self, row0: usize, rows: std::ops::Range<usize>) -> bool {
+        let mut all = true;
+        for &label in &self.labels[row0 + rows.start..row0 + rows.end] {
+            all &= label == BACKGROUND;
+        }
+        all
     }
 
     /// The scalar pass of [`SigmoidSparse::rows`] (see [`DenseKernel::redo_non_finite`]).
