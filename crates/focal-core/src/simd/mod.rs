@@ -195,6 +195,14 @@ pub(crate) fn dispatch<K: ChunkKernel>(level: SimdLevel, kernel: &K, chunk: crat
         #[cfg(target_arch = "aarch64")]
         // SAFETY: as above.
         SimdLevel::Neon if SimdLevel::Neon.is_supported() => unsafe { neon::run_neon(kernel, chunk) },
-        _ => kernel.run::<portable::F32x8>(chunk),
+        _ => run_portable(kernel, chunk),
     }
+}
+
+/// The portable level, compiled once per kernel like the `#[target_feature]` wrappers, not
+/// inlined into every caller of [`dispatch`] (which made the test crates take over 15 minutes
+/// to build).
+#[inline(never)]
+fn run_portable<K: ChunkKernel>(kernel: &K, chunk: crate::kernel::Chunk<'_>) -> f64 {
+    kernel.run::<portable::F32x8>(chunk)
 }

@@ -192,7 +192,12 @@ unsafe impl F32v for F32x4 {
     fn acc_add(acc: [f64; 4], v: Self) -> [f64; 4] {
         let mut lanes = [0.0f32; 4];
         v.store(&mut lanes);
-        std::array::from_fn(|i| acc[i] + lanes[i] as f64)
+        // A plain loop: `array::from_fn` is not always inlined into the kernels.
+        let mut out = acc;
+        for (o, l) in out.iter_mut().zip(lanes) {
+            *o += l as f64;
+        }
+        out
     }
     #[inline(always)]
     fn acc_sum(v: [f64; 4]) -> f64 {

@@ -6,19 +6,34 @@ use super::F32v;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct F32x8([f32; 8]);
 
+// Lane loops are written out rather than built with `array::from_fn` or `array::map`, which
+// are not always inlined into the large kernels: a call per operation made this level 1.7x
+// slower once. They are `#[inline]`, not `#[inline(always)]`: forced, the portable kernels
+// grow so large that the test crates took over 15 minutes to build.
+
+/// `[f(0), ..., f(7)]`.
+#[inline]
+fn lanes<T: Copy + Default>(f: impl Fn(usize) -> T) -> [T; 8] {
+    let mut out = [T::default(); 8];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = f(i);
+    }
+    out
+}
+
 #[inline(always)]
 fn map(a: F32x8, f: impl Fn(f32) -> f32) -> F32x8 {
-    F32x8(a.0.map(f))
+    F32x8(lanes(|i| f(a.0[i])))
 }
 
 #[inline(always)]
 fn zip(a: F32x8, b: F32x8, f: impl Fn(f32, f32) -> f32) -> F32x8 {
-    F32x8(std::array::from_fn(|i| f(a.0[i], b.0[i])))
+    F32x8(lanes(|i| f(a.0[i], b.0[i])))
 }
 
 #[inline(always)]
 fn cmp(a: F32x8, b: F32x8, f: impl Fn(f32, f32) -> bool) -> [bool; 8] {
-    std::array::from_fn(|i| f(a.0[i], b.0[i]))
+    lanes(|i| f(a.0[i], b.0[i]))
 }
 
 // SAFETY: plain Rust, valid on every CPU.
@@ -80,7 +95,7 @@ unsafe impl F32v for F32x8 {
         // Without a guaranteed FMA unit `f32::mul_add` is a slow library call; in f64 the
         // product is exact, so this rounds like a fused multiply-add (but for rare double
         // rounding) and keeps the kernels' accuracy.
-        F32x8(std::array::from_fn(|i| (self.0[i] as f64 * b.0[i] as f64 + c.0[i] as f64) as f32))
+        F32x8(lanes(|i| (self.0[i] as f64 * b.0[i] as f64 + c.0[i] as f64) as f32))
     }
     #[inline(always)]
     fn max(self, o: Self) -> Self {
@@ -111,10 +126,10 @@ unsafe impl F32v for F32x8 {
     }
     #[inline(always)]
     fn frexp1(self) -> (Self, Self) {
-        let bits = self.0.map(f32::to_bits);
+        let bits: [u32; 8] = lanes(|i| self.0[i].to_bits());
         (
-            F32x8(bits.map(|b| f32::from_bits((b & 0x007f_ffff) | 0x3f80_0000))),
-            F32x8(bits.map(|b| ((b >> 23) & 0xff) as f32 - 127.0)),
+            F32x8(lanes(|i| f32::from_bits((bits[i] & 0x007f_ffff) | 0x3f80_0000))),
+            F32x8(lanes(|i| ((bits[i] >> 23) & 0xff) as f32 - 127.0)),
         )
     }
     #[inline(always)]
@@ -135,11 +150,11 @@ unsafe impl F32v for F32x8 {
     }
     #[inline(always)]
     fn and(a: [bool; 8], b: [bool; 8]) -> [bool; 8] {
-        std::array::from_fn(|i| a[i] & b[i])
+        lanes(|i| a[i] & b[i])
     }
     #[inline(always)]
     fn select(m: [bool; 8], a: Self, b: Self) -> Self {
-        F32x8(std::array::from_fn(|i| if m[i] { a.0[i] } else { b.0[i] }))
+        F32x8(lanes(|i| if m[i] { a.0[i] } else { b.0[i] }))
     }
     #[inline(always)]
     fn all_finite(self) -> bool {
@@ -160,7 +175,7 @@ unsafe impl F32v for F32x8 {
     }
     #[inline(always)]
     fn acc_add(acc: [f64; 8], v: Self) -> [f64; 8] {
-        std::array::from_fn(|i| acc[i] + v.0[i] as f64)
+        lanes(|i| acc[i] + v.0[i] as f64)
     }
     #[inline(always)]
     fn acc_sum(v: [f64; 8]) -> f64 {
