@@ -3,7 +3,8 @@
 //! Each kernel walks the rows of one chunk (a row is one anchor's `C` logits), computes the loss
 //! and its gradient elementwise with the log-space formulas of [`crate::reference`], writes the
 //! requested outputs and returns the chunk's loss sum in `f64`. Rows are processed in whole
-//! vectors plus one masked tail, so any `C` works and no element is read twice.
+//! vectors plus one masked tail, so any `C` works. Each block of rows takes two passes (see
+//! [`BLOCK`]): `exp(-|x|)` first, the rest second, while the block is in L1.
 
 use crate::labels::{BACKGROUND, IGNORE};
 use crate::simd::math::{exp, log, log1p_from_z, pow_from_log, sigmoid_denominators};
