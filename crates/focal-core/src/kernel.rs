@@ -390,22 +390,57 @@ const BLOCK: usize = 256;
 #[repr(C, align(64))]
 struct BlockBuf([f32; BLOCK]);
 
-/// How a chunk's rows are cut into blocks of at most [`BLOCK`] elements: whole rows when a row
-/// fits, otherwise pieces of one row of `BLOCK` classes. `BLOCK` is a multiple of every lane
-/// count, so a piece holds whole vectors of its row and the vectors are those of the whole row.
-#[derive(Clone, Copy)]
+/// How a chunk's rows are cut into blocks of at most [`BLOCK`] elements, in order: whole rows
+/// when a row fits, otherwise pieces of one row of `BLOCK` classes. `BLOCK` is a multiple of
+/// every lane count, so a piece holds whole vectors of its row and the vectors are those of the
+/// whole row.
 struct Blocks {
+    classes: usize,
+    rows: usize,
     rows_per_block: usize,
     piece: usize,
+    /// The next block starts at row `r0`, class `j0`.
+    r0: usize,
+    j0: usize,
+}
+
+/// One block: classes `classes` of rows `rows` (several whole rows, or a piece of one).
+struct Block {
+    rows: std::ops::Range<usize>,
+    classes: std::ops::Range<usize>,
+}
+
+impl Block {
+    /// The block's elements in the chunk, contiguous, for rows of `c` classes.
+    #[inline(always)]
+    fn elements(&self, c: usize) -> std::ops::Range<usize> {
+        self.rows.start * c + self.classes.start..(self.rows.end - 1) * c + self.classes.end
+    }
 }
 
 impl Blocks {
-    fn new(classes: usize) -> Blocks {
-        if classes <= BLOCK {
-            Blocks { rows_per_block: BLOCK / classes, piece: classes }
-        } else {
-            Blocks { rows_per_block: 1, piece: BLOCK }
+    fn new(classes: usize, rows: usize) -> Blocks {
+        let (rows_per_block, piece) = if classes <= BLOCK { (BLOCK / classes, classes) } else { (1, BLOCK) };
+        Blocks { classes, rows, rows_per_block, piece, r0: 0, j0: 0 }
+    }
+}
+
+impl Iterator for Blocks {
+    type Item = Block;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Block> {
+        if self.r0 >= self.rows {
+            return None;
         }
+        let rows = self.r0..(self.r0 + self.rows_per_block).min(self.rows);
+        let classes = self.j0..(self.j0 + self.piece).min(self.classes);
+        if classes.end == self.classes {
+            (self.r0, self.j0) = (rows.end, 0);
+        } else {
+            self.j0 = classes.end;
+        }
+        Some(Block { rows, classes })
     }
 }
 
@@ -456,7 +491,6 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
         let c = self.classes;
         let rows = chunk.x.len() / c;
         let scale = V::splat(self.grad_scale);
-        let blocks = Blocks::new(c);
         let mut e_ahead = BlockBuf([0.0f32; BLOCK]);
         let mut every = FLUSH_EVERY;
         loop {
@@ -465,20 +499,12 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
             // the others, then redone by the scalar pass after the loop: the hot loop makes no call,
             // which would force its vector registers (all caller-saved) onto the stack.
             let mut non_finite = false;
-            let mut r0 = 0;
-            while r0 < rows {
-                let r1 = (r0 + blocks.rows_per_block).min(rows);
-                let mut j0 = 0;
-                while j0 < c {
-                    let j1 = (j0 + blocks.piece).min(c);
-                    exp_block::<V>(&chunk.x[r0 * c + j0..(r1 - 1) * c + j1], &mut e_ahead.0);
-                    for r in r0..r1 {
-                        let e_row = &e_ahead.0[(r - r0) * c..];
-                        non_finite |= self.segment(&mut chunk, sum, scale, r, j0..j1, e_row);
-                    }
-                    j0 = j1;
+            for block in Blocks::new(c, rows) {
+                exp_block::<V>(&chunk.x[block.elements(c)], &mut e_ahead.0);
+                for r in block.rows.clone() {
+                    let e_row = &e_ahead.0[(r - block.rows.start) * c..];
+                    non_finite |= self.segment(&mut chunk, sum, scale, r, block.classes.clone(), e_row);
                 }
-                r0 = r1;
             }
             if non_finite {
                 sum.scalar = self.redo_non_finite(&mut chunk, V::LANES);
@@ -909,7 +935,6 @@ impl SigmoidSparse<'_> {
         let uniform_neg = (V::splat(hard.alpha.loss_neg[0]), V::splat(hard.alpha.grad_neg[0]));
         // Whole rows of background in one segment need vectors that never cross a row.
         let flat = c.is_multiple_of(V::LANES) && c <= BLOCK;
-        let blocks = Blocks::new(c);
         let mut e_ahead = BlockBuf([0.0f32; BLOCK]);
         let mut every = FLUSH_EVERY;
         loop {
@@ -917,25 +942,19 @@ impl SigmoidSparse<'_> {
             // As in the dense kernel: two passes per block, and vectors with a NaN or an infinity
             // redone after the loop.
             let mut non_finite = false;
-            let mut r0 = 0;
-            while r0 < rows {
-                let r1 = (r0 + blocks.rows_per_block).min(rows);
-                let mut j0 = 0;
-                while j0 < c {
-                    let j1 = (j0 + blocks.piece).min(c);
-                    exp_block::<V>(&chunk.x[r0 * c + j0..(r1 - 1) * c + j1], &mut e_ahead.0);
-                    if flat && self.all_background(chunk.row0, r0..r1) {
-                        non_finite |=
-                            self.background::<V, POWER, UNIFORM>(&mut chunk, sum, r0..r1, &e_ahead.0, uniform_neg);
-                        break;
-                    }
-                    for r in r0..r1 {
-                        let e_row = &e_ahead.0[(r - r0) * c..];
-                        non_finite |= self.segment::<V, POWER, UNIFORM>(&mut chunk, sum, r, j0..j1, e_row, uniform_neg);
-                    }
-                    j0 = j1;
+            for block in Blocks::new(c, rows) {
+                exp_block::<V>(&chunk.x[block.elements(c)], &mut e_ahead.0);
+                // `flat` implies whole rows in the block.
+                if flat && self.all_background(chunk.row0, block.rows.clone()) {
+                    non_finite |=
+                        self.background::<V, POWER, UNIFORM>(&mut chunk, sum, block.rows, &e_ahead.0, uniform_neg);
+                    continue;
                 }
-                r0 = r1;
+                for r in block.rows.clone() {
+                    let e_row = &e_ahead.0[(r - block.rows.start) * c..];
+                    let js = block.classes.clone();
+                    non_finite |= self.segment::<V, POWER, UNIFORM>(&mut chunk, sum, r, js, e_row, uniform_neg);
+                }
             }
             if non_finite {
                 sum.scalar = self.redo_non_finite(&mut chunk, V::LANES);
