@@ -73,3 +73,6 @@ pub use sigmoid::{DenseTarget, SigmoidFocalLoss, Target};
 pub use simd::SimdLevel;
 pub use softmax::SoftmaxFocalLoss;
 pub use varifocal::{QualityFocalLoss, VarifocalLoss};
+
+#[doc(hidden)]
+pub use engine::with_stream_stores;
