@@ -10,7 +10,7 @@ use crate::kernel::Chunk;
 use crate::simd::{ChunkKernel, SimdLevel, dispatch};
 use rayon::prelude::*;
 use std::any::TypeId;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 
 /// Elements per chunk (about 64 KiB of `f32`: fits L2 with its outputs, and enough chunks to
 /// balance threads at 100K anchors).
@@ -29,29 +29,8 @@ fn as_f32_mut<T: Element>(s: &mut [T]) -> Option<&mut [f32]> {
     if TypeId::of::<T>() == TypeId::of::<f32>() { Some(bytemuck::cast_slice_mut(s)) } else { None }
 }
 
-/// `f32` gradients of at least this many bytes are written with non-temporal stores where the
-/// level has them (AVX-512) and `LANES` divides the row length (see `kernel::GradStream`).
-/// Measured on the 2-core AVX-512 machine of `benches/RESULTS.md` (32 MiB L3), gamma 2, 80
-/// classes, streamed time over cached time: 1.02 to 1.05 at 9.6 and 16 MB of gradient, 0.91
-/// at 20.8 MB, 0.92 to 0.95 at 38 MB; below the threshold the gradient may still be in the
-/// cache when its reader comes, and streaming would throw that away.
-pub(crate) const STREAM_MIN_BYTES: usize = 18 << 20;
-
 thread_local! {
-    /// Set by [`with_stream_stores`]: overrides the size rule for calls on this thread.
-    static STREAM_OVERRIDE: Cell<Option<bool>> = const { Cell::new(None) };
     static SCRATCH: RefCell<[Vec<f32>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
-}
-
-/// Runs `f` with the gradients of this thread's loss calls written with non-temporal stores
-/// (`Some(true)`, where the level and shape allow them), never (`Some(false)`), or by the size
-/// rule (`None`). For tests and benchmarks: the results are the same bits either way.
-#[doc(hidden)]
-pub fn with_stream_stores<R>(stream: Option<bool>, f: impl FnOnce() -> R) -> R {
-    let before = STREAM_OVERRIDE.replace(stream);
-    let out = f();
-    STREAM_OVERRIDE.set(before);
-    out
 }
 
 /// Runs `kernel` over `logits` (`rows * classes`), writing the optional outputs, and returns the
@@ -67,7 +46,6 @@ pub(crate) fn run<T: Element, O: Element, G: Element, K: ChunkKernel>(
     if logits.is_empty() || classes == 0 {
         return 0.0;
     }
-    let stream = STREAM_OVERRIDE.get().unwrap_or(logits.len() * 4 >= STREAM_MIN_BYTES);
     let rows_per_chunk = rows_per_chunk(classes);
     let chunk_len = rows_per_chunk * classes;
     let n_chunks = logits.len().div_ceil(chunk_len);
@@ -84,7 +62,7 @@ pub(crate) fn run<T: Element, O: Element, G: Element, K: ChunkKernel>(
         .zip(loss_chunks.into_par_iter())
         .zip(grad_chunks.into_par_iter())
         .enumerate()
-        .map(|(k, ((x, l), g))| process_chunk(level, kernel, (k * rows_per_chunk, stream), x, l, g))
+        .map(|(k, ((x, l), g))| process_chunk(level, kernel, k * rows_per_chunk, x, l, g))
         .collect();
     partials.iter().sum()
 }
@@ -92,7 +70,7 @@ pub(crate) fn run<T: Element, O: Element, G: Element, K: ChunkKernel>(
 fn process_chunk<T: Element, O: Element, G: Element, K: ChunkKernel>(
     level: SimdLevel,
     kernel: &K,
-    (row0, stream): (usize, bool),
+    row0: usize,
     x: &[T],
     mut loss: Option<&mut [O]>,
     mut grad: Option<&mut [G]>,
@@ -105,7 +83,6 @@ fn process_chunk<T: Element, O: Element, G: Element, K: ChunkKernel>(
             x: x32,
             loss: loss.as_deref_mut().and_then(as_f32_mut),
             grad: grad.as_deref_mut().and_then(as_f32_mut),
-            stream,
         };
         return dispatch(level, kernel, chunk);
     }
@@ -130,8 +107,6 @@ fn process_chunk<T: Element, O: Element, G: Element, K: ChunkKernel>(
             x: x32,
             loss: loss.as_ref().map(|_| &mut ls[..n]),
             grad: grad.as_ref().map(|_| &mut gs[..n]),
-            // The scratch gradient is read back at once, from the cache.
-            stream: false,
         };
         let sum = dispatch(level, kernel, chunk);
         if let Some(l) = loss {

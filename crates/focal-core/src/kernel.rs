@@ -17,9 +17,6 @@ pub(crate) struct Chunk<'a> {
     pub x: &'a [f32],
     pub loss: Option<&'a mut [f32]>,
     pub grad: Option<&'a mut [f32]>,
-    /// Whether to write the gradient with non-temporal stores where the level and the shape
-    /// allow it (see [`GradStream`]).
-    pub stream: bool,
 }
 
 /// How `w^gamma` is computed: by multiplications and a correctly rounded square root for the
@@ -340,28 +337,19 @@ pub(crate) enum WeightsRef<'a> {
 const FLUSH_EVERY: usize = 8;
 
 /// Running loss sum of a chunk: `f32` lanes over at most `every` vectors, `f64` lanes beyond,
-/// plus the `f64` sum of the elements that took the scalar path. It also carries the chunk's
-/// gradient when that is streamed, since every vector passes through it in order.
-struct LossSum<'g, V: F32v> {
+/// plus the `f64` sum of the elements that took the scalar path.
+struct LossSum<V: F32v> {
     lanes: V,
     count: usize,
     every: usize,
     wide: V::Acc,
     scalar: f64,
-    stream: Option<GradStream<'g, V>>,
 }
 
-impl<'g, V: F32v> LossSum<'g, V> {
+impl<V: F32v> LossSum<V> {
     #[inline(always)]
-    fn new(every: usize, stream: Option<GradStream<'g, V>>) -> Self {
-        LossSum { lanes: V::splat(0.0), count: 0, every, wide: V::acc_zero(), scalar: 0.0, stream }
-    }
-    /// Completes the streamed gradient, if any, and gives it back to the chunk.
-    #[inline(always)]
-    fn finish_stream(&mut self, chunk: &mut Chunk<'g>) {
-        if let Some(stream) = self.stream.take() {
-            stream.finish(chunk);
-        }
+    fn new(every: usize) -> Self {
+        LossSum { lanes: V::splat(0.0), count: 0, every, wide: V::acc_zero(), scalar: 0.0 }
     }
     #[inline(always)]
     fn add(&mut self, v: V) {
@@ -388,83 +376,6 @@ impl<'g, V: F32v> LossSum<'g, V> {
         let lanes = V::acc_sum(self.wide);
         (lanes.is_finite() || self.every == 1).then_some(lanes + self.scalar)
     }
-}
-
-/// A chunk's gradient written with non-temporal stores, which go to memory without first reading
-/// each cache line into the cache: at sizes far beyond the caches they save that read and leave
-/// the cache to the inputs (5 to 8% faster at 120K anchors x 80 classes on 2 threads; the size
-/// rule is in `engine::STREAM_MIN_BYTES`).
-///
-/// A non-temporal store must be aligned to the vector, and the output may start anywhere, so the
-/// stream shifts each computed vector into place: the aligned vector at `head + LANES * i` is
-/// lanes `head..` of vector `i` and lanes `..head` of vector `i + 1`, one permutation of the
-/// pair (which takes FMA-pipe issue slots: about 0.7 cycles a vector, 4% of the kernel's
-/// in-cache time, paid back only far beyond the caches). The first `head` elements and the last
-/// `LANES - head` are written by plain stores.
-/// Vectors must arrive in order, each a whole vector: the kernels stream only when `LANES`
-/// divides the row length, so the chunk is a sequence of whole vectors.
-struct GradStream<'g, V: F32v> {
-    out: &'g mut [f32],
-    /// Elements from the start of `out` to its first `LANES * 4`-byte boundary (`< LANES`).
-    head: usize,
-    idx: V,
-    /// The last vector pushed, of which lanes `head..` are not written yet.
-    prev: V,
-    /// Elements pushed so far.
-    next: usize,
-}
-
-impl<'g, V: F32v> GradStream<'g, V> {
-    /// Takes the chunk's gradient output when it is to be streamed.
-    #[inline(always)]
-    fn take(chunk: &mut Chunk<'g>, classes: usize) -> Option<Self> {
-        if !(V::STREAMS && chunk.stream && classes.is_multiple_of(V::LANES)) {
-            return None;
-        }
-        let out = chunk.grad.take()?;
-        let bytes = V::LANES * 4;
-        let head = (bytes - out.as_ptr() as usize % bytes) % bytes / 4;
-        Some(GradStream { out, head, idx: V::stream_index(head), prev: V::splat(0.0), next: 0 })
-    }
-
-    /// Writes the next `LANES` elements of the gradient.
-    #[inline(always)]
-    fn push(&mut self, v: V) {
-        let j = self.next;
-        assert!(j + V::LANES <= self.out.len());
-        if j == 0 {
-            let head = self.head;
-            self.out[..head].copy_from_slice(&lanes_of(v)[..head]);
-        } else {
-            let at = j - V::LANES + self.head;
-            // SAFETY: `at + LANES <= j + LANES <= out.len()` (checked above, `head < LANES`), and
-            // `out[at]` lies on a `LANES * 4`-byte boundary: `out[head]` does and `j - LANES` is a
-            // multiple of `LANES`.
-            unsafe { V::stream_pair(self.prev, v, self.idx, self.out.as_mut_ptr().add(at)) }
-        }
-        self.prev = v;
-        self.next = j + V::LANES;
-    }
-
-    /// Writes the rest of the last vector, orders the non-temporal stores before any later
-    /// store (the scalar pass may overwrite elements) and gives the output back to the chunk.
-    fn finish(self, chunk: &mut Chunk<'g>) {
-        assert_eq!(self.next, self.out.len(), "a streamed chunk takes every vector of its gradient");
-        if self.next > 0 {
-            let at = self.next - V::LANES;
-            self.out[at + self.head..].copy_from_slice(&lanes_of(self.prev)[self.head..V::LANES]);
-        }
-        V::stream_fence();
-        chunk.grad = Some(self.out);
-    }
-}
-
-/// The lanes of `v` (`LANES <= 16`) at the start of an array.
-#[inline(always)]
-fn lanes_of<V: F32v>(v: V) -> [f32; 16] {
-    let mut lanes = [0.0f32; 16];
-    v.store(&mut lanes[..V::LANES]);
-    lanes
 }
 
 /// Elements per block of the kernels' two passes. The first pass computes `exp(-|x|)` of a
@@ -583,8 +494,7 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
         let mut e_ahead = BlockBuf([0.0f32; BLOCK]);
         let mut every = FLUSH_EVERY;
         loop {
-            let stream = GradStream::take(&mut chunk, c);
-            let sum = &mut LossSum::<V>::new(every, stream);
+            let sum = &mut LossSum::<V>::new(every);
             // Vectors holding a NaN or an infinity are computed (and their results discarded) like
             // the others, then redone by the scalar pass after the loop: the hot loop makes no call,
             // which would force its vector registers (all caller-saved) onto the stack.
@@ -596,7 +506,6 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
                     non_finite |= self.segment(&mut chunk, sum, scale, r, block.classes.clone(), e_row);
                 }
             }
-            sum.finish_stream(&mut chunk);
             if non_finite {
                 sum.scalar = self.redo_non_finite(&mut chunk, V::LANES);
             }
@@ -615,7 +524,7 @@ impl<E: DenseElement> DenseKernel<'_, E> {
     fn segment<V: F32v>(
         &self,
         chunk: &mut Chunk<'_>,
-        sum: &mut LossSum<'_, V>,
+        sum: &mut LossSum<V>,
         scale: V,
         r: usize,
         js: std::ops::Range<usize>,
@@ -652,7 +561,7 @@ impl<E: DenseElement> DenseKernel<'_, E> {
     fn vector<V: F32v>(
         &self,
         seg: &mut Segment<'_>,
-        sum: &mut LossSum<'_, V>,
+        sum: &mut LossSum<V>,
         scale: V,
         (targets, weights): (&[f32], &WeightsRef<'_>),
         j0: usize,
@@ -784,10 +693,9 @@ impl<'s> Segment<'s> {
         (load_slice(x), load_slice(e))
     }
 
-    /// Writes a vector's `(loss, grad)` at `k..k + len` into the outputs present, the gradient
-    /// into the chunk's stream when it has one.
+    /// Writes a vector's `(loss, grad)` at `k..k + len` into the outputs present.
     #[inline(always)]
-    fn put<V: F32v>(&mut self, sum: &mut LossSum<'_, V>, k: usize, len: usize, out: (V, V)) {
+    fn put<V: F32v>(&mut self, k: usize, len: usize, out: (V, V)) {
         let r = self.range::<V>(k, len);
         if let Some(l) = &mut self.loss {
             // SAFETY: as in `inputs`: the outputs are `n` long too.
@@ -796,9 +704,6 @@ impl<'s> Segment<'s> {
         if let Some(g) = &mut self.grad {
             // SAFETY: as above.
             store_slice(unsafe { g.get_unchecked_mut(r) }, out.1);
-        } else if let Some(stream) = &mut sum.stream {
-            assert!(len == V::LANES, "a streamed gradient takes whole vectors");
-            stream.push(out.1);
         }
     }
 
@@ -809,18 +714,18 @@ impl<'s> Segment<'s> {
     /// closures: a closure is not reliably inlined into the `#[target_feature]` wrapper, and
     /// outside it every intrinsic becomes a call (the AVX2 level once ran 40x slower that way).
     #[inline(always)]
-    fn emit<V: F32v>(&mut self, sum: &mut LossSum<'_, V>, x: V, k: usize, len: usize, out: (V, V)) -> bool {
+    fn emit<V: F32v>(&mut self, sum: &mut LossSum<V>, x: V, k: usize, len: usize, out: (V, V)) -> bool {
         let finite = x.all_finite();
         sum.add(vector_contribution(out.0, len, finite));
-        self.put(sum, k, len, out);
+        self.put(k, len, out);
         finite
     }
 
     /// [`Segment::emit`] for a vector known to be finite.
     #[inline(always)]
-    fn emit_finite<V: F32v>(&mut self, sum: &mut LossSum<'_, V>, k: usize, len: usize, out: (V, V)) {
+    fn emit_finite<V: F32v>(&mut self, sum: &mut LossSum<V>, k: usize, len: usize, out: (V, V)) {
         sum.add(vector_contribution(out.0, len, true));
-        self.put(sum, k, len, out);
+        self.put(k, len, out);
     }
 }
 
@@ -1031,8 +936,7 @@ impl SigmoidSparse<'_> {
         let mut e_ahead = BlockBuf([0.0f32; BLOCK]);
         let mut every = FLUSH_EVERY;
         loop {
-            let stream = GradStream::take(&mut chunk, c);
-            let sum = &mut LossSum::<V>::new(every, stream);
+            let sum = &mut LossSum::<V>::new(every);
             // As in the dense kernel: two passes per block, and vectors with a NaN or an infinity
             // redone after the loop.
             let mut non_finite = false;
@@ -1050,7 +954,6 @@ impl SigmoidSparse<'_> {
                     non_finite |= self.segment::<V, POWER, UNIFORM>(&mut chunk, sum, r, js, e_row, uniform_neg);
                 }
             }
-            sum.finish_stream(&mut chunk);
             if non_finite {
                 sum.scalar = self.redo_non_finite(&mut chunk, V::LANES);
             }
@@ -1066,7 +969,7 @@ impl SigmoidSparse<'_> {
     fn segment<V: F32v, const POWER: u8, const UNIFORM: bool>(
         &self,
         chunk: &mut Chunk<'_>,
-        sum: &mut LossSum<'_, V>,
+        sum: &mut LossSum<V>,
         r: usize,
         js: std::ops::Range<usize>,
         e_row: &[f32],
@@ -1106,7 +1009,7 @@ impl SigmoidSparse<'_> {
     fn vector<V: F32v, const POWER: u8, const UNIFORM: bool>(
         &self,
         seg: &mut Segment<'_>,
-        sum: &mut LossSum<'_, V>,
+        sum: &mut LossSum<V>,
         label: i32,
         j0: usize,
         k: usize,
@@ -1132,7 +1035,7 @@ impl SigmoidSparse<'_> {
     fn negative<V: F32v, const POWER: u8, const UNIFORM: bool>(
         &self,
         seg: &mut Segment<'_>,
-        sum: &mut LossSum<'_, V>,
+        sum: &mut LossSum<V>,
         (x, e): (V, V),
         j: usize,
         k: usize,
@@ -1156,7 +1059,7 @@ impl SigmoidSparse<'_> {
     fn background<V: F32v, const POWER: u8, const UNIFORM: bool>(
         &self,
         chunk: &mut Chunk<'_>,
-        sum: &mut LossSum<'_, V>,
+        sum: &mut LossSum<V>,
         rows: std::ops::Range<usize>,
         e: &[f32],
         uniform_neg: (V, V),

@@ -73,6 +73,3 @@ pub use sigmoid::{DenseTarget, SigmoidFocalLoss, Target};
 pub use simd::SimdLevel;
 pub use softmax::SoftmaxFocalLoss;
 pub use varifocal::{QualityFocalLoss, VarifocalLoss};
-
-#[doc(hidden)]
-pub use engine::with_stream_stores;

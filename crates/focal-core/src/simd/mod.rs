@@ -172,28 +172,6 @@ pub(crate) unsafe trait F32v: Copy {
     }
     /// Largest lane.
     fn max_lane(self) -> f32;
-
-    /// Whether this level writes with non-temporal stores through [`F32v::stream_pair`] (the
-    /// kernels never call it otherwise).
-    const STREAMS: bool = false;
-    /// The permutation [`F32v::stream_pair`] takes for an output whose first `LANES * 4`-byte
-    /// boundary is `head < LANES` elements past its start.
-    #[inline(always)]
-    fn stream_index(_head: usize) -> Self {
-        Self::splat(0.0)
-    }
-    /// Writes lanes `head..LANES` of `prev` followed by lanes `0..head` of `cur` to `p` with a
-    /// non-temporal store, `idx` being `stream_index(head)`.
-    ///
-    /// # Safety
-    /// `p` is valid for `LANES` writes and aligned to `LANES * 4` bytes.
-    #[inline(always)]
-    unsafe fn stream_pair(_prev: Self, _cur: Self, _idx: Self, _p: *mut f32) {
-        unreachable!("only called where STREAMS is true")
-    }
-    /// Orders the non-temporal stores made so far before every later store.
-    #[inline(always)]
-    fn stream_fence() {}
 }
 
 /// A computation on one chunk of rows, written once for every SIMD level.

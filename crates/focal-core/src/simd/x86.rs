@@ -230,26 +230,6 @@ unsafe impl F32v for F32x16 {
         // SAFETY: see the impl.
         unsafe { _mm512_reduce_max_ps(self.0) }
     }
-    const STREAMS: bool = true;
-    #[inline(always)]
-    fn stream_index(head: usize) -> Self {
-        // Lane i takes lane head + i of the 32 lanes (prev, cur): bit 4 picks cur.
-        // SAFETY: see the impl.
-        F32x16(unsafe {
-            let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-            _mm512_castsi512_ps(_mm512_add_epi32(iota, _mm512_set1_epi32(head as i32)))
-        })
-    }
-    #[inline(always)]
-    unsafe fn stream_pair(prev: Self, cur: Self, idx: Self, p: *mut f32) {
-        // SAFETY: the caller guarantees that `p` is aligned and valid for 16 writes.
-        unsafe { _mm512_stream_ps(p, _mm512_permutex2var_ps(prev.0, _mm512_castps_si512(idx.0), cur.0)) }
-    }
-    #[inline(always)]
-    fn stream_fence() {
-        // SAFETY: see the impl (SSE is part of x86-64).
-        unsafe { _mm_sfence() }
-    }
 }
 
 /// Eight lanes in a `__m256`.
