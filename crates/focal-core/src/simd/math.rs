@@ -50,23 +50,29 @@ pub(crate) fn log1p_from_z<V: F32v>(z: V) -> V {
     z.mul(atanh_series_x2(z.mul(z)))
 }
 
-/// For `e` in `[0, 1]`: `(1 / (1 + e), e / (1 + e), e / (2 + e))`, from two divisions. The
-/// second is divided directly and the first is `1` minus it: the second is at most 1/2, so the
-/// first (at least 1/2) loses nothing to the subtraction, and no multiplication is needed on the
-/// FMA pipes, which are the bottleneck of these kernels (a division costs about two FMA issue
-/// slots on the AVX-512 machine of `benches/RESULTS.md`).
+/// For `e` in `[0, 1]`: `z = e / (2 + e)`, the argument of [`log1p_from_z`] (at most 1/3).
 #[inline(always)]
-pub(crate) fn sigmoid_quotients<V: F32v>(e: V) -> (V, V, V) {
-    let er = e.div(V::splat(1.0).add(e));
-    (V::splat(1.0).sub(er), er, e.div(V::splat(2.0).add(e)))
+pub(crate) fn log1p_z<V: F32v>(e: V) -> V {
+    e.div(V::splat(2.0).add(e))
 }
 
-/// For `e` in `[0, 1]`: `(1 / (1 + e), e / (2 + e))`. The soft-target losses take `1 / (1 + e)`
-/// divided directly and `e / (1 + e)` as `e` times it, since they subtract the target from
-/// these (`p - t`), where [`sigmoid_quotients`]' `1 - e / (1 + e)` is a little less accurate.
+/// For `e` in `[0, 1]`: `(1 / (1 + e), e / (1 + e))` from one division. The second is divided
+/// directly and the first is `1` minus it: the second is at most 1/2, so the first (at least
+/// 1/2) loses nothing to the subtraction, and no multiplication is needed on the FMA pipes,
+/// which are the bottleneck of these kernels (a division costs about two FMA issue slots on
+/// the AVX-512 machine of `benches/RESULTS.md`).
 #[inline(always)]
-pub(crate) fn sigmoid_denominators<V: F32v>(e: V) -> (V, V) {
-    (V::splat(1.0).div(V::splat(1.0).add(e)), e.div(V::splat(2.0).add(e)))
+pub(crate) fn sigmoid_quotients<V: F32v>(e: V) -> (V, V) {
+    let er = e.div(V::splat(1.0).add(e));
+    (V::splat(1.0).sub(er), er)
+}
+
+/// For `e` in `[0, 1]`: `1 / (1 + e)`. The soft-target losses take it divided directly and
+/// `e / (1 + e)` as `e` times it, since they subtract the target from these (`p - t`), where
+/// [`sigmoid_quotients`]' `1 - e / (1 + e)` is a little less accurate.
+#[inline(always)]
+pub(crate) fn sigmoid_reciprocal<V: F32v>(e: V) -> V {
+    V::splat(1.0).div(V::splat(1.0).add(e))
 }
 
 /// Natural log of `v >= 0` (`-inf` at 0, including subnormal inputs).
