@@ -40,9 +40,12 @@ __device__ __forceinline__ void enter_row(const LossArgs& a, uint32_t row, bool 
 template <class Op>
 __device__ __forceinline__ LossGrad eval_element(const LossArgs& a, float x, float t, uint32_t i,
                                                  uint32_t c, const RowCtx& r) {
-    if (x != x) return {nan_f32(), nan_f32()};
+    // An ignored anchor contributes nothing, even with a NaN logit (focal-core's rule).
     if constexpr (Op::kSparse) {
         if (r.label == kIgnore) return {0.0f, 0.0f};
+    }
+    if (x != x) return {nan_f32(), nan_f32()};
+    if constexpr (Op::kSparse) {
         if (r.label < kIgnore || r.label >= int(a.classes)) {
             if (c == 0) atomicMin(a.first_bad_row, r.row);
             return {nan_f32(), nan_f32()};
@@ -58,6 +61,10 @@ __device__ __forceinline__ LossGrad eval_element(const LossArgs& a, float x, flo
         return lg;
     }
 }
+
+template <class G, int N>
+__device__ __forceinline__ void store_pack(const LossArgs& a, uint32_t first, int count,
+                                           const float (&g)[N], const float (&l)[N], bool vector_io);
 
 // Processes `count` consecutive elements starting at flat index `first`, whose logits (and
 // targets) are already in registers; stores their gradients and adds their scaled losses: in f32
@@ -86,6 +93,13 @@ __device__ __forceinline__ void finish_elements(const LossArgs& a, uint32_t firs
         }
     }
     acc += double(pack_loss);
+    store_pack<G, N>(a, first, count, g, l, vector_io);
+}
+
+// Stores the gradients and elementwise losses of `count` elements from flat index `first`.
+template <class G, int N>
+__device__ __forceinline__ void store_pack(const LossArgs& a, uint32_t first, int count,
+                                           const float (&g)[N], const float (&l)[N], bool vector_io) {
     if (vector_io && count == N) {
         if (a.grad) {
             constexpr int kG = Pack<G>::kCount;
@@ -112,6 +126,58 @@ __device__ __forceinline__ void finish_elements(const LossArgs& a, uint32_t firs
             }
         }
     }
+}
+
+// Loss factor of a row's image.
+__device__ __forceinline__ float row_scale(const LossArgs& a, uint32_t row) {
+    return a.scale ? a.scale[fast_div(row, a.rows_per_image_magic)] : a.uniform_scale;
+}
+
+// Variant v3 of the sparse losses (kernels/README.md), for a whole pack with C >= N: the pack
+// spans at most two rows, so each element's label, class and scale are selects between the
+// pack's first row and the next, the label checks are made once per row, and the element math
+// has no branches, which lets the compiler interleave the N elements. Same results as
+// finish_elements with the same Op: the same per-element function, the same order of the
+// f32 pack sum.
+template <class Op, class G, int N>
+__device__ __forceinline__ void finish_pack_two_rows(const LossArgs& a, uint32_t first,
+                                                     const float (&x)[N], double& acc) {
+    const uint32_t row0 = fast_div(first, a.classes_magic);
+    const uint32_t c0 = first - row0 * a.classes;
+    // Elements j < split belong to row0; the rest (if any) to row0 + 1, which exists because
+    // the pack is whole.
+    const uint32_t split = a.classes - c0;
+    const bool two = split < uint32_t(N);
+    const int32_t label0 = a.labels[row0];
+    const int32_t label1 = two ? a.labels[row0 + 1] : label0;
+    const float scale0 = row_scale(a, row0);
+    const float scale1 = two ? row_scale(a, row0 + 1) : scale0;
+    const int classes = int(a.classes);
+    const bool bad0 = label0 < kIgnore || label0 >= classes;
+    const bool bad1 = label1 < kIgnore || label1 >= classes;
+    // Flagged by the thread holding class 0 of the row, as in eval_element.
+    if (bad0 && c0 == 0) atomicMin(a.first_bad_row, row0);
+    if (two && bad1) atomicMin(a.first_bad_row, row0 + 1);
+    float g[N], l[N];
+    float pack_loss = 0.0f;
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+        const bool in0 = uint32_t(j) < split;
+        const int32_t label = in0 ? label0 : label1;
+        const int c = in0 ? int(c0) + j : int(c0) + j - classes;
+        const float scale = in0 ? scale0 : scale1;
+        LossGrad lg = Op::sparse(a, x[j], label == c, uint32_t(c));
+        const bool nan_out = (in0 ? bad0 : bad1) || x[j] != x[j];
+        lg.loss = nan_out ? nan_f32() : lg.loss;
+        lg.grad = nan_out ? nan_f32() : lg.grad;
+        lg.loss = label == kIgnore ? 0.0f : lg.loss;
+        lg.grad = label == kIgnore ? 0.0f : lg.grad;
+        pack_loss += lg.loss * scale;
+        g[j] = lg.grad * (scale * a.upstream);
+        l[j] = lg.loss;
+    }
+    acc += double(pack_loss);
+    store_pack<G, N>(a, first, N, g, l, true);
 }
 
 template <class Op, class T, class G>
@@ -166,8 +232,15 @@ __device__ __forceinline__ void elementwise_loss(const LossArgs& a) {
 #pragma unroll
         for (int k = 0; k < kPacksPerThread; ++k) {
             const uint32_t pack = tile * kTile + k * kBlock + threadIdx.x;
-            if (pack < packs)
+            if (pack < packs) {
+                if constexpr (Op::kTwoRowPacks) {
+                    if (vector_io && a.classes >= uint32_t(N)) {
+                        finish_pack_two_rows<Op, G, N>(a, pack * N, x[k], acc);
+                        continue;
+                    }
+                }
                 finish_elements<Op, T, G, N>(a, pack * N, N, x[k], t[k], vector_io, r, acc);
+            }
         }
     }
     // The tail: fewer than N elements after the last whole pack, one per thread of block 0.
@@ -189,12 +262,17 @@ __device__ __forceinline__ void elementwise_loss(const LossArgs& a) {
 
 // One extern "C" entry point per (loss, input type, gradient type), named
 // focal_<loss>_<input>_<grad>, for example focal_sigmoid_sparse_bf16_f32.
-#define FOCAL_ELEMENTWISE_ENTRY(loss, Op, T, tname, G, gname)                                   \
-    extern "C" __global__ void __launch_bounds__(focal::kBlock, 2)                              \
+// `min_blocks`: the blocks per multiprocessor asked of ptxas (__launch_bounds__), which caps the
+// registers at 65536 / (256 * min_blocks).
+#define FOCAL_ELEMENTWISE_ENTRY_BOUNDS(loss, Op, T, tname, G, gname, min_blocks)                \
+    extern "C" __global__ void __launch_bounds__(focal::kBlock, min_blocks)                     \
         focal_##loss##_##tname##_##gname(const focal::LossArgs args) {                          \
         focal::elementwise_loss<Op, T, G>(args);                                                \
     }                                                                                           \
     FOCAL_REGISTER(focal_##loss##_##tname##_##gname)
+
+#define FOCAL_ELEMENTWISE_ENTRY(loss, Op, T, tname, G, gname) \
+    FOCAL_ELEMENTWISE_ENTRY_BOUNDS(loss, Op, T, tname, G, gname, 2)
 
 // The five (input, gradient) pairs: gradient in the input type, or f32 for half inputs.
 #define FOCAL_ELEMENTWISE_ENTRIES(loss, Op)                                  \

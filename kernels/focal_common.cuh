@@ -144,6 +144,44 @@ __device__ __forceinline__ Sigmoid sigmoid_parts_fast(float x) {
     return assemble_sigmoid(x, e, __fdividef(1.0f, 1.0f + e), l);
 }
 
+// The hardware approximations of variant v3, with flush to zero: their arguments here are in
+// [1, 2] (rcp, lg2), so no denormal handling is needed, and the .ftz forms skip the ~6
+// instructions of range scaling that __fdividef and __logf carry without -ftz.
+// rcp.approx.ftz: <= 1 ulp; lg2.approx.ftz: absolute error ~2^-22.6 (PTX ISA).
+__device__ __forceinline__ float rcp_approx(float v) {
+#ifdef FOCAL_EMULATION
+    return 1.0f / v;
+#else
+    float r;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
+    return r;
+#endif
+}
+
+__device__ __forceinline__ float lg2_approx(float v) {
+#ifdef FOCAL_EMULATION
+    return log2f(v);
+#else
+    float r;
+    asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
+    return r;
+#endif
+}
+
+// log1p(e) for e in [0, 1] given u = 1 + e, as in sigmoid_parts_fast: the 5-term series below
+// 1/16, the hardware log2 of u above.
+__device__ __forceinline__ float log1p_unit(float e, float u) {
+    const float series = e * (1.0f - e * (0.5f - e * (1.0f / 3.0f - e * (0.25f - e * 0.2f))));
+    return e < 0.0625f ? series : lg2_approx(u) * 0.693147180559945309f;
+}
+
+// focal_weight without branches (variant v3): every case is computed and one is selected, so
+// that the compiler can interleave the elements of a pack.
+__device__ __forceinline__ float focal_weight_select(float w, float minus_log_w, float g) {
+    const float general = expf(-g * minus_log_w);
+    return g == 0.0f ? 1.0f : g == 1.0f ? w : g == 2.0f ? w * w : general;
+}
+
 // ---- element access ----
 
 __device__ __forceinline__ float to_f32(float v) { return v; }

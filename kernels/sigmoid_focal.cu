@@ -11,6 +11,7 @@ namespace focal {
 template <bool kFast>
 struct SigmoidFocalSparseT {
     static constexpr bool kSparse = true;
+    static constexpr bool kTwoRowPacks = false;
 
     // t is 0 or 1, so w is pm or p and its log is a softplus we already have: the focal weight
     // is exp(-gamma softplus(s)) and p (1 - p) / w is p or pm.
@@ -32,8 +33,56 @@ struct SigmoidFocalSparseT {
 using SigmoidFocalSparse = SigmoidFocalSparseT<false>;
 using SigmoidFocalSparseV2 = SigmoidFocalSparseT<true>;
 
+// Variant v3 (kernels/README.md): v2's approximations in their flush-to-zero forms, element math
+// without branches (whole packs go through finish_pack_two_rows), and with kRetina, gamma = 2
+// and a scalar alpha known at compile time (the host picks those entry points only then).
+//
+// A positive at logit x is a negative at xs = -x with the gradient's sign flipped: with
+// w = sigmoid(xs) (the focal base, p for a negative, 1 - p for a positive), q = 1 - w and
+// ce = softplus(xs) = -log(1 - w), the loss is alpha w^g ce and its derivative in xs is
+// alpha w^g (g q ce + w). Same formulas as v1's, in one branch-free form.
+template <bool kRetina>
+struct SigmoidFocalSparseV3 {
+    static constexpr bool kSparse = true;
+    static constexpr bool kTwoRowPacks = true;
+
+    __device__ __forceinline__ static LossGrad sparse(const LossArgs& a, float x, bool positive,
+                                                      uint32_t c) {
+        float alpha_pos = a.alpha_pos, alpha_neg = a.alpha_neg;
+        if constexpr (!kRetina) {
+            const float* per_class = a.alpha_per_class;
+            const float alpha_c = per_class ? per_class[c] : 0.0f;
+            alpha_pos = per_class ? alpha_c : alpha_pos;
+            alpha_neg = per_class ? 1.0f - alpha_c : alpha_neg;
+        }
+        const float xs = positive ? -x : x;
+        const float e = expf(-fabsf(x));
+        const float u = 1.0f + e;
+        const float big = rcp_approx(u);  // 1 / (1 + e)
+        const float small = e * big;      // e / (1 + e)
+        const float l = log1p_unit(e, u);
+        const bool up = xs >= 0.0f;
+        const float w = up ? big : small;
+        const float q = up ? small : big;
+        const float ce = fmaxf(xs, 0.0f) + l;
+        float wg, gq;
+        if constexpr (kRetina) {
+            wg = w * w;
+            gq = 2.0f * q;
+        } else {
+            const float g = a.gamma;
+            wg = focal_weight_select(w, fmaxf(-xs, 0.0f) + l, g);
+            gq = g * q;
+        }
+        const float aw = (positive ? alpha_pos : alpha_neg) * wg;
+        const float grad = aw * fmaf(gq, ce, w);
+        return {aw * ce, positive ? -grad : grad};
+    }
+};
+
 struct SigmoidFocalDense {
     static constexpr bool kSparse = false;
+    static constexpr bool kTwoRowPacks = false;
 
     __device__ __forceinline__ static LossGrad dense(const LossArgs& a, float x, float t,
                                                      uint32_t c) {
@@ -61,3 +110,20 @@ struct SigmoidFocalDense {
 FOCAL_ELEMENTWISE_ENTRIES(sigmoid_sparse, focal::SigmoidFocalSparse)
 FOCAL_ELEMENTWISE_ENTRIES(sigmoid_sparse_v2, focal::SigmoidFocalSparseV2)
 FOCAL_ELEMENTWISE_ENTRIES(sigmoid_dense, focal::SigmoidFocalDense)
+
+// v3 as two sets of entry points, chosen on the host (focal-cuda's plan.rs): `_v3_g2` for
+// gamma = 2 with a scalar alpha or none (RetinaNet), `_v3` for everything else. One kernel
+// branching on gamma inside was compiled into a single body that computed both cases.
+FOCAL_ELEMENTWISE_ENTRIES(sigmoid_sparse_v3, focal::SigmoidFocalSparseV3<false>)
+FOCAL_ELEMENTWISE_ENTRIES(sigmoid_sparse_v3_g2, focal::SigmoidFocalSparseV3<true>)
+
+// v4: v3's RetinaNet entry points with more blocks per multiprocessor (at most 64 registers for
+// f32, 85 for the half types, against v3's 80 and 127): occupancy against v3's instruction-level
+// parallelism. Other gamma and alpha run v3's general entry points.
+FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV3<true>, float, f32, float, f32, 4)
+FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV3<true>, __half, f16, __half, f16, 3)
+FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV3<true>, __half, f16, float, f32, 3)
+FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV3<true>, __nv_bfloat16, bf16,
+                               __nv_bfloat16, bf16, 3)
+FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV3<true>, __nv_bfloat16, bf16, float,
+                               f32, 3)

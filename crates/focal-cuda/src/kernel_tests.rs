@@ -293,14 +293,33 @@ fn sigmoid_sparse_matches_reference<T: DeviceElement, G: DeviceElement>(backend:
 }
 per_dtype!(sigmoid_sparse, sigmoid_sparse_matches_reference);
 
+/// Runs `f` with `variant` chosen for this thread's kernel calls, then goes back to v1.
+fn with_variant(variant: crate::plan::Variant, f: impl FnOnce()) {
+    crate::emulation::VARIANT.with(|v| v.set(variant));
+    f();
+    crate::emulation::VARIANT.with(|v| v.set(crate::plan::Variant::V1));
+}
+
 /// Variant v2 of the sparse sigmoid kernel on the same cases (the emulation checks its logic;
 /// the precision of its hardware approximations shows on a GPU).
 fn sigmoid_sparse_v2_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
-    crate::emulation::VARIANT.with(|v| v.set(crate::plan::Variant::V2));
-    sigmoid_sparse_matches_reference::<T, G>(backend);
-    crate::emulation::VARIANT.with(|v| v.set(crate::plan::Variant::V1));
+    with_variant(crate::plan::Variant::V2, || sigmoid_sparse_matches_reference::<T, G>(backend));
 }
 per_dtype!(sigmoid_sparse_v2, sigmoid_sparse_v2_matches_reference);
+
+/// Variant v3 on the same cases: both of its entry points (RetinaNet's gamma 2 with a scalar
+/// alpha, and the general one for the other objectives), whole packs (C = 80, 21, 7 against
+/// packs of 4 or 8) and the element path (C = 1, 5).
+fn sigmoid_sparse_v3_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
+    with_variant(crate::plan::Variant::V3, || sigmoid_sparse_matches_reference::<T, G>(backend));
+}
+per_dtype!(sigmoid_sparse_v3, sigmoid_sparse_v3_matches_reference);
+
+/// Variant v4 (v3's code under tighter register bounds) on the same cases.
+fn sigmoid_sparse_v4_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
+    with_variant(crate::plan::Variant::V4, || sigmoid_sparse_matches_reference::<T, G>(backend));
+}
+per_dtype!(sigmoid_sparse_v4, sigmoid_sparse_v4_matches_reference);
 
 fn sigmoid_dense_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
     let objectives = [
@@ -441,6 +460,72 @@ fn scalar_path_and_repeated_runs_are_bit_identical(backend: Backend) {
     }
 }
 per_backend!(scalar_path_and_repeated_runs_are_bit_identical);
+
+/// v3's whole-pack path (C >= the pack size) keeps the element rules of the element path: NaN
+/// in gives NaN out, an ignored anchor contributes nothing even with a NaN logit, a bad label is
+/// flagged with its row and gives NaN there, on the vector and the scalar (misaligned) path.
+fn v3_pack_path_keeps_the_element_rules(backend: Backend) {
+    with_variant(crate::plan::Variant::V3, || {
+        // Packs of 4 f32 straddle the rows of 5 classes.
+        let dims = Dims::new(1, 6, 5);
+        let mut logits = vec![0.5f32; 30];
+        logits[7] = f32::NAN; // row 1, background
+        logits[11] = f32::NAN; // row 2, ignored
+        let labels = [0, -1, -2, 4, 7, 1]; // row 4: class 7 of 5
+        for misalign in [false, true] {
+            let Some(out) = run_sigmoid_sparse(backend, &logits, &labels, dims, misalign) else { return };
+            assert!(out.grad[7].is_nan(), "NaN in must give NaN out (misalign {misalign})");
+            assert!(out.grad[10..15].iter().all(|&g| g == 0.0), "ignored row (misalign {misalign})");
+            assert_eq!(out.first_bad_row, 4);
+            assert!(out.grad[20..25].iter().all(|g| g.is_nan()));
+            let elsewhere = (0..30).filter(|&i| i != 7 && !(10..15).contains(&i) && !(20..25).contains(&i));
+            assert!(elsewhere.clone().all(|i| out.grad[i].is_finite() && out.grad[i] != 0.0));
+            assert!(out.loss.is_nan());
+        }
+    });
+}
+per_backend!(v3_pack_path_keeps_the_element_rules);
+
+/// v3: the whole-pack path and the scalar path give the same bits, for both entry points, on
+/// rows that packs straddle and on a tail; repeated runs too.
+fn v3_pack_and_scalar_paths_are_bit_identical(backend: Backend) {
+    if !backend.here() {
+        return;
+    }
+    with_variant(crate::plan::Variant::V3, || {
+        let dims = Dims::new(2, 1000, 9);
+        let mut rng = Rng::new(12);
+        let logits = verify::random_logits::<f32>(&mut rng, dims.numel());
+        let labels = verify::random_labels(&mut rng, dims.rows(), dims.classes, false);
+        let objectives = [
+            Objective::SigmoidFocal(FocalParams::retinanet()),
+            Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5).unwrap()),
+            Objective::SigmoidFocal(FocalParams::per_class((0..9).map(|c| c as f64 / 9.0).collect(), 2.0).unwrap()),
+        ];
+        for objective in &objectives {
+            let target = CaseTarget::Sparse(labels.clone());
+            let run = |misalign| {
+                backend
+                    .run::<f32, f32>(
+                        objective,
+                        dims,
+                        &logits,
+                        &target,
+                        Normalization::ForegroundPerImage,
+                        0.5,
+                        misalign,
+                    )
+                    .expect("backend is here")
+            };
+            let vector = run(false);
+            for other in [run(true), run(false)] {
+                assert_eq!(other.loss.to_bits(), vector.loss.to_bits(), "{objective:?}");
+                assert!(other.grad.iter().zip(&vector.grad).all(|(a, b)| a.to_bits() == b.to_bits()));
+            }
+        }
+    });
+}
+per_backend!(v3_pack_and_scalar_paths_are_bit_identical);
 
 fn empty_input_is_a_zero_loss(backend: Backend) {
     let Some(out) = run_sigmoid_sparse(backend, &[], &[], Dims::new(2, 0, 80), false) else { return };

@@ -61,7 +61,7 @@ pub enum Normalization {
 }
 
 /// Which variant of a kernel runs, where several compete (kernels/README.md). Only the sparse
-/// sigmoid focal loss has two so far; the others ignore this.
+/// sigmoid focal loss has several; the others ignore this.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Variant {
     /// The reference variant: accurate `expf`, IEEE division, `log1pf`.
@@ -70,6 +70,13 @@ pub enum Variant {
     /// Cheaper math in the sparse sigmoid focal loss: approximate reciprocal and a
     /// series / hardware-log2 `log1p` (see `sigmoid_parts_fast` in kernels/focal_common.cuh).
     V2,
+    /// v2's approximations in their flush-to-zero forms, element math without branches over
+    /// whole packs (`finish_pack_two_rows` in kernels/elementwise.cuh), and entry points
+    /// specialised for gamma = 2 with a scalar alpha.
+    V3,
+    /// v3 with more blocks per multiprocessor in its gamma = 2 entry points (fewer registers);
+    /// v3's general entry points otherwise.
+    V4,
 }
 
 /// The problem shape: logits `[images, anchors, classes]`, row-major.
@@ -212,6 +219,12 @@ pub(crate) struct Request<'a> {
     pub variant: Variant,
 }
 
+/// Whether the sparse sigmoid kernels' gamma = 2, scalar-alpha entry points apply (the kernel
+/// sees gamma in f32).
+fn retina_g2(p: &FocalParams) -> bool {
+    p.gamma() as f32 == 2.0 && !matches!(p.alpha(), Alpha::PerClass(_))
+}
+
 fn unsupported(what: impl Into<String>) -> CudaError {
     CudaError::Unsupported(what.into())
 }
@@ -330,6 +343,10 @@ pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Res
             match req.variant {
                 Variant::V1 => "sigmoid_sparse",
                 Variant::V2 => "sigmoid_sparse_v2",
+                // Entry points specialised for RetinaNet's gamma = 2 with a scalar alpha (or none).
+                Variant::V3 if retina_g2(p) => "sigmoid_sparse_v3_g2",
+                Variant::V4 if retina_g2(p) => "sigmoid_sparse_v4_g2",
+                Variant::V3 | Variant::V4 => "sigmoid_sparse_v3",
             }
         }
         (Objective::SigmoidFocal(p), TargetKind::Dense(_)) => {

@@ -82,40 +82,43 @@ fn rows_for<T: DeviceElement + DeviceRepr + ValidAsZeroBits>(
     let host: Vec<T> = batch.logits.iter().map(|&v| T::from_f32(v)).collect();
     let x: CudaSlice<T> = s.clone_htod(&host)?;
     let labels = s.clone_htod(&batch.labels)?;
-    let mut grad = s.alloc_zeros::<T>(dims.numel())?;
     let mut copy = s.alloc_zeros::<T>(dims.numel())?;
-    let mut ws = Workspace::new(&s, dims)?;
     let call = Call::new(Objective::SigmoidFocal(FocalParams::retinanet()), dims, Normalization::ForegroundPerImage);
-    let call_v2 = Call { variant: Variant::V2, ..call.clone() };
-    let mut ours = || -> Result<()> {
-        focal.forward_backward::<T, T>(
-            &call,
-            &x.as_view(),
-            DeviceTarget::Sparse(labels.as_view()),
-            Some(&mut grad.as_view_mut()),
-            None,
-            &mut ws,
-        )?;
-        Ok(())
-    };
-    let mut ws2 = Workspace::new(&s, dims)?;
-    let mut grad2 = s.alloc_zeros::<T>(dims.numel())?;
-    let mut ours_v2 = || -> Result<()> {
-        focal.forward_backward::<T, T>(
-            &call_v2,
-            &x.as_view(),
-            DeviceTarget::Sparse(labels.as_view()),
-            Some(&mut grad2.as_view_mut()),
-            None,
-            &mut ws2,
-        )?;
-        Ok(())
-    };
+    // One call, workspace and gradient per variant, timed side by side with the copy.
+    const VARIANTS: [(Variant, &str); 4] = [
+        (Variant::V1, "focal-cuda v1"),
+        (Variant::V2, "focal-cuda v2"),
+        (Variant::V3, "focal-cuda v3"),
+        (Variant::V4, "focal-cuda v4"),
+    ];
+    let mut states = Vec::new();
+    for (variant, _) in VARIANTS {
+        states.push((Call { variant, ..call.clone() }, Workspace::new(&s, dims)?, s.alloc_zeros::<T>(dims.numel())?));
+    }
+    let mut ours: Vec<Box<dyn FnMut() -> Result<()> + '_>> = states
+        .iter_mut()
+        .map(|(call, ws, grad)| {
+            let (x, labels) = (&x, &labels);
+            Box::new(move || -> Result<()> {
+                focal.forward_backward::<T, T>(
+                    call,
+                    &x.as_view(),
+                    DeviceTarget::Sparse(labels.as_view()),
+                    Some(&mut grad.as_view_mut()),
+                    None,
+                    ws,
+                )?;
+                Ok(())
+            }) as Box<dyn FnMut() -> Result<()> + '_>
+        })
+        .collect();
     let mut floor = || -> Result<()> {
         s.memcpy_dtod(&x, &mut copy)?;
         Ok(())
     };
-    let times = measure_gpu(&s, &mut [&mut ours, &mut ours_v2, &mut floor], calls)?;
+    let mut impls: Vec<&mut dyn FnMut() -> Result<()>> = ours.iter_mut().map(|f| f.as_mut() as _).collect();
+    impls.push(&mut floor);
+    let times = measure_gpu(&s, &mut impls, calls)?;
     let n = dims.numel() as f64;
     let elem = T::BYTES as f64;
     let shape = format!("{}x{}x{} {}", dims.images, dims.anchors, dims.classes, T::NAME);
@@ -129,11 +132,9 @@ fn rows_for<T: DeviceElement + DeviceRepr + ValidAsZeroBits>(
         median_s,
         bytes,
     };
-    Ok(vec![
-        row("focal-cuda v1", times[0], ours_bytes),
-        row("focal-cuda v2", times[1], ours_bytes),
-        row("floor", times[2], n * 2.0 * elem),
-    ])
+    let mut rows: Vec<Row> = VARIANTS.iter().zip(&times).map(|(&(_, name), &t)| row(name, t, ours_bytes)).collect();
+    rows.push(row("floor", times[VARIANTS.len()], n * 2.0 * elem));
+    Ok(rows)
 }
 
 /// Runs the suite and prints its table (empty without a GPU).
