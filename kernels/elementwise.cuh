@@ -133,7 +133,7 @@ __device__ __forceinline__ float row_scale(const LossArgs& a, uint32_t row) {
     return a.scale ? a.scale[fast_div(row, a.rows_per_image_magic)] : a.uniform_scale;
 }
 
-// Variant v3 of the sparse losses (kernels/README.md), for a whole pack with C >= N: the pack
+// Variant v4 of the sparse losses (kernels/README.md), for a whole pack with C >= N: the pack
 // spans at most two rows, so each element's label, class and scale are selects between the
 // pack's first row and the next, the label checks are made once per row, and the element math
 // has no branches, which lets the compiler interleave the N elements. Same results as

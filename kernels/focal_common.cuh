@@ -131,23 +131,10 @@ __device__ __forceinline__ uint32_t fast_div(uint32_t n, uint64_t magic) {
     return magic == 0 ? n : uint32_t(__umul64hi(magic, uint64_t(n)));
 }
 
-// The same four quantities with cheaper instructions (variant v2 of the sparse sigmoid focal
-// kernel, kernels/README.md): one approximate reciprocal (MUFU.RCP, <= 2 ulp) instead of an IEEE
-// division, and log1p(e) for e in [0, 1] from a 5-term series below 1/16 (truncation
-// e^5 / 6 < 2e-7 relative) or the hardware log2 of 1 + e above (absolute error ~2^-22 on a value
-// >= 0.06, so ~3e-6 relative), instead of the ~22-instruction log1pf. exp stays the accurate
-// expf: __expf's argument rounding costs |x| * 2^-24 relative, up to 5e-6 at |x| = 88.
-__device__ __forceinline__ Sigmoid sigmoid_parts_fast(float x) {
-    const float e = expf(-fabsf(x));
-    const float series = e * (1.0f - e * (0.5f - e * (1.0f / 3.0f - e * (0.25f - e * 0.2f))));
-    const float l = e < 0.0625f ? series : __logf(1.0f + e);
-    return assemble_sigmoid(x, e, __fdividef(1.0f, 1.0f + e), l);
-}
-
-// The hardware approximations of variant v3, with flush to zero: their arguments here are in
-// [1, 2] (rcp, lg2), so no denormal handling is needed, and the .ftz forms skip the ~6
-// instructions of range scaling that __fdividef and __logf carry without -ftz.
-// rcp.approx.ftz: <= 1 ulp; lg2.approx.ftz: absolute error ~2^-22.6 (PTX ISA).
+// The hardware approximations of variant v4 (MUFU.RCP, MUFU.LG2), with flush to zero: their
+// arguments here are in [1, 2], so no denormal handling is needed, and the .ftz forms skip the
+// ~6 instructions of range scaling that __fdividef and __logf carry without -ftz. The emulation
+// uses the exact host functions; the hardware's accuracy is checked on a GPU (check-kernels).
 __device__ __forceinline__ float rcp_approx(float v) {
 #ifdef FOCAL_EMULATION
     return 1.0f / v;
@@ -168,14 +155,16 @@ __device__ __forceinline__ float lg2_approx(float v) {
 #endif
 }
 
-// log1p(e) for e in [0, 1] given u = 1 + e, as in sigmoid_parts_fast: the 5-term series below
-// 1/16, the hardware log2 of u above.
+// log1p(e) for e in [0, 1] given u = 1 + e: the 5-term series below 1/16 (truncation
+// e^5 / 6 < 2e-7 relative), the hardware log2 of u above (an absolute error near 2^-22 on a
+// value >= 0.06 is a few 1e-6 relative), instead of the ~22-instruction log1pf. exp stays the
+// accurate expf: __expf's argument rounding costs |x| * 2^-24 relative, up to 5e-6 at |x| = 88.
 __device__ __forceinline__ float log1p_unit(float e, float u) {
     const float series = e * (1.0f - e * (0.5f - e * (1.0f / 3.0f - e * (0.25f - e * 0.2f))));
     return e < 0.0625f ? series : lg2_approx(u) * 0.693147180559945309f;
 }
 
-// focal_weight without branches (variant v3): every case is computed and one is selected, so
+// focal_weight without branches (variant v4): every case is computed and one is selected, so
 // that the compiler can interleave the elements of a pack.
 __device__ __forceinline__ float focal_weight_select(float w, float minus_log_w, float g) {
     const float general = expf(-g * minus_log_w);

@@ -7,9 +7,8 @@
 
 namespace focal {
 
-// kFast selects variant v2 (sigmoid_parts_fast); see kernels/README.md.
-template <bool kFast>
-struct SigmoidFocalSparseT {
+// Variant v1: accurate expf, IEEE division, log1pf, element by element.
+struct SigmoidFocalSparse {
     static constexpr bool kSparse = true;
     static constexpr bool kTwoRowPacks = false;
 
@@ -19,7 +18,7 @@ struct SigmoidFocalSparseT {
                                                       uint32_t c) {
         float alpha_pos, alpha_neg;
         class_alpha(a, c, alpha_pos, alpha_neg);
-        const Sigmoid s = kFast ? sigmoid_parts_fast(x) : sigmoid_parts(x);
+        const Sigmoid s = sigmoid_parts(x);
         const float g = a.gamma;
         if (positive) {
             const float wg = focal_weight(s.pm, s.sp_pos, g);
@@ -30,19 +29,17 @@ struct SigmoidFocalSparseT {
     }
 };
 
-using SigmoidFocalSparse = SigmoidFocalSparseT<false>;
-using SigmoidFocalSparseV2 = SigmoidFocalSparseT<true>;
-
-// Variant v3 (kernels/README.md): v2's approximations in their flush-to-zero forms, element math
-// without branches (whole packs go through finish_pack_two_rows), and with kRetina, gamma = 2
-// and a scalar alpha known at compile time (the host picks those entry points only then).
+// Variant v4, the default (kernels/README.md): hardware reciprocal and log2 in their
+// flush-to-zero forms (rcp_approx, log1p_unit), element math without branches (whole packs go
+// through finish_pack_two_rows), and with kRetina, gamma = 2 and a scalar alpha known at compile
+// time (the host picks those entry points only then).
 //
 // A positive at logit x is a negative at xs = -x with the gradient's sign flipped: with
 // w = sigmoid(xs) (the focal base, p for a negative, 1 - p for a positive), q = 1 - w and
 // ce = softplus(xs) = -log(1 - w), the loss is alpha w^g ce and its derivative in xs is
 // alpha w^g (g q ce + w). Same formulas as v1's, in one branch-free form.
 template <bool kRetina>
-struct SigmoidFocalSparseV3 {
+struct SigmoidFocalSparseV4 {
     static constexpr bool kSparse = true;
     static constexpr bool kTwoRowPacks = true;
 
@@ -108,22 +105,19 @@ struct SigmoidFocalDense {
 }  // namespace focal
 
 FOCAL_ELEMENTWISE_ENTRIES(sigmoid_sparse, focal::SigmoidFocalSparse)
-FOCAL_ELEMENTWISE_ENTRIES(sigmoid_sparse_v2, focal::SigmoidFocalSparseV2)
 FOCAL_ELEMENTWISE_ENTRIES(sigmoid_dense, focal::SigmoidFocalDense)
 
-// v3 as two sets of entry points, chosen on the host (focal-cuda's plan.rs): `_v3_g2` for
-// gamma = 2 with a scalar alpha or none (RetinaNet), `_v3` for everything else. One kernel
-// branching on gamma inside was compiled into a single body that computed both cases.
-FOCAL_ELEMENTWISE_ENTRIES(sigmoid_sparse_v3, focal::SigmoidFocalSparseV3<false>)
-FOCAL_ELEMENTWISE_ENTRIES(sigmoid_sparse_v3_g2, focal::SigmoidFocalSparseV3<true>)
-
-// v4: v3's RetinaNet entry points with more blocks per multiprocessor (at most 64 registers for
-// f32, 85 for the half types, against v3's 80 and 127): occupancy against v3's instruction-level
-// parallelism. Other gamma and alpha run v3's general entry points.
-FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV3<true>, float, f32, float, f32, 4)
-FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV3<true>, __half, f16, __half, f16, 3)
-FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV3<true>, __half, f16, float, f32, 3)
-FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV3<true>, __nv_bfloat16, bf16,
+// v4 as two sets of entry points, chosen on the host (focal-cuda's plan.rs): `_v4_g2` for
+// gamma = 2 with a scalar alpha or none (RetinaNet), `_v4` for everything else. (One kernel
+// branching on gamma inside was compiled into a single body that computed both cases.) The
+// gamma-2 entry points ask for more blocks per multiprocessor: at most 64 registers for f32 and
+// 80 for the half types, against 80 and 127 under the default bound, which measured 7-13%
+// slower (kernels/README.md).
+FOCAL_ELEMENTWISE_ENTRIES(sigmoid_sparse_v4, focal::SigmoidFocalSparseV4<false>)
+FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV4<true>, float, f32, float, f32, 4)
+FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV4<true>, __half, f16, __half, f16, 3)
+FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV4<true>, __half, f16, float, f32, 3)
+FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV4<true>, __nv_bfloat16, bf16,
                                __nv_bfloat16, bf16, 3)
-FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV3<true>, __nv_bfloat16, bf16, float,
+FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV4<true>, __nv_bfloat16, bf16, float,
                                f32, 3)

@@ -197,12 +197,9 @@ pub fn main(args: &[String]) -> Result<()> {
     let v1 = Variant::V1;
     let cases: Vec<(Objective, &str, Normalization, Variant)> = vec![
         (Objective::SigmoidFocal(FocalParams::retinanet()), "sparse", Normalization::ForegroundPerImage, v1),
-        (Objective::SigmoidFocal(FocalParams::retinanet()), "sparse", Normalization::ForegroundPerImage, Variant::V3),
-        (Objective::SigmoidFocal(FocalParams::retinanet()), "sparse", Normalization::ForegroundPerImage, Variant::V2),
-        (Objective::SigmoidFocal(FocalParams::retinanet()), "sparse", Normalization::ForegroundPerBatch, Variant::V4),
+        (Objective::SigmoidFocal(FocalParams::retinanet()), "sparse", Normalization::ForegroundPerImage, Variant::V4),
         (Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5)?), "sparse", Normalization::ForegroundPerBatch, v1),
-        (Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5)?), "sparse", Normalization::Sum, Variant::V2),
-        (Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5)?), "sparse", Normalization::Sum, Variant::V3),
+        (Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5)?), "sparse", Normalization::Sum, Variant::V4),
         (Objective::SigmoidFocal(FocalParams::new(None, 0.5)?), "dense/anchor", Normalization::Normalizer(100.0), v1),
         (Objective::SoftmaxFocal(FocalParams::retinanet()), "sparse", Normalization::Mean, v1),
         (Objective::Varifocal(VarifocalParams::mmdet()), "dense/element", Normalization::Normalizer(100.0), v1),
@@ -218,7 +215,7 @@ pub fn main(args: &[String]) -> Result<()> {
             type Check = fn(&FocalCuda, &Call, &str, u64) -> Result<String>;
             let mut pairs: Vec<(&str, Check)> =
                 vec![("f32->f32", check_case::<f32, f32>), ("bf16->bf16", check_case::<bf16, bf16>)];
-            // At 1M x 80 every pair of the RetinaNet loss (v1 and v3), and f32 + bf16 of the
+            // At 1M x 80 every pair of the RetinaNet loss (v1 and v4), and f32 + bf16 of the
             // others.
             if !big || j <= 1 {
                 pairs.push(("f16->f16", check_case::<f16, f16>));

@@ -300,22 +300,10 @@ fn with_variant(variant: crate::plan::Variant, f: impl FnOnce()) {
     crate::emulation::VARIANT.with(|v| v.set(crate::plan::Variant::V1));
 }
 
-/// Variant v2 of the sparse sigmoid kernel on the same cases (the emulation checks its logic;
-/// the precision of its hardware approximations shows on a GPU).
-fn sigmoid_sparse_v2_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
-    with_variant(crate::plan::Variant::V2, || sigmoid_sparse_matches_reference::<T, G>(backend));
-}
-per_dtype!(sigmoid_sparse_v2, sigmoid_sparse_v2_matches_reference);
-
-/// Variant v3 on the same cases: both of its entry points (RetinaNet's gamma 2 with a scalar
+/// Variant v4 on the same cases: both of its entry points (RetinaNet's gamma 2 with a scalar
 /// alpha, and the general one for the other objectives), whole packs (C = 80, 21, 7 against
-/// packs of 4 or 8) and the element path (C = 1, 5).
-fn sigmoid_sparse_v3_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
-    with_variant(crate::plan::Variant::V3, || sigmoid_sparse_matches_reference::<T, G>(backend));
-}
-per_dtype!(sigmoid_sparse_v3, sigmoid_sparse_v3_matches_reference);
-
-/// Variant v4 (v3's code under tighter register bounds) on the same cases.
+/// packs of 4 or 8) and the element path (C = 1, 5). The emulation checks its logic with exact
+/// host functions; the precision of its hardware approximations shows on a GPU.
 fn sigmoid_sparse_v4_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
     with_variant(crate::plan::Variant::V4, || sigmoid_sparse_matches_reference::<T, G>(backend));
 }
@@ -461,11 +449,11 @@ fn scalar_path_and_repeated_runs_are_bit_identical(backend: Backend) {
 }
 per_backend!(scalar_path_and_repeated_runs_are_bit_identical);
 
-/// v3's whole-pack path (C >= the pack size) keeps the element rules of the element path: NaN
+/// v4's whole-pack path (C >= the pack size) keeps the element rules of the element path: NaN
 /// in gives NaN out, an ignored anchor contributes nothing even with a NaN logit, a bad label is
 /// flagged with its row and gives NaN there, on the vector and the scalar (misaligned) path.
-fn v3_pack_path_keeps_the_element_rules(backend: Backend) {
-    with_variant(crate::plan::Variant::V3, || {
+fn v4_pack_path_keeps_the_element_rules(backend: Backend) {
+    with_variant(crate::plan::Variant::V4, || {
         // Packs of 4 f32 straddle the rows of 5 classes.
         let dims = Dims::new(1, 6, 5);
         let mut logits = vec![0.5f32; 30];
@@ -484,15 +472,15 @@ fn v3_pack_path_keeps_the_element_rules(backend: Backend) {
         }
     });
 }
-per_backend!(v3_pack_path_keeps_the_element_rules);
+per_backend!(v4_pack_path_keeps_the_element_rules);
 
-/// v3: the whole-pack path and the scalar path give the same bits, for both entry points, on
+/// v4: the whole-pack path and the scalar path give the same bits, for both entry points, on
 /// rows that packs straddle and on a tail; repeated runs too.
-fn v3_pack_and_scalar_paths_are_bit_identical(backend: Backend) {
+fn v4_pack_and_scalar_paths_are_bit_identical(backend: Backend) {
     if !backend.here() {
         return;
     }
-    with_variant(crate::plan::Variant::V3, || {
+    with_variant(crate::plan::Variant::V4, || {
         let dims = Dims::new(2, 1000, 9);
         let mut rng = Rng::new(12);
         let logits = verify::random_logits::<f32>(&mut rng, dims.numel());
@@ -525,7 +513,7 @@ fn v3_pack_and_scalar_paths_are_bit_identical(backend: Backend) {
         }
     });
 }
-per_backend!(v3_pack_and_scalar_paths_are_bit_identical);
+per_backend!(v4_pack_and_scalar_paths_are_bit_identical);
 
 fn empty_input_is_a_zero_loss(backend: Backend) {
     let Some(out) = run_sigmoid_sparse(backend, &[], &[], Dims::new(2, 0, 80), false) else { return };
