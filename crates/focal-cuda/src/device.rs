@@ -54,7 +54,8 @@ pub struct Call {
     pub normalization: Normalization,
     /// Upstream gradient multiplied into the written gradient.
     pub upstream: f64,
-    /// Which kernel variant runs where several compete (default: the reference variant).
+    /// Which kernel variant runs where several compete (default: v4, the fastest measured; v1 is
+    /// the reference).
     pub variant: Variant,
 }
 
