@@ -152,6 +152,9 @@ __device__ __forceinline__ void finish_pack_two_rows(const LossArgs& a, uint32_t
     const int32_t label1 = two ? a.labels[row0 + 1] : label0;
     const float scale0 = row_scale(a, row0);
     const float scale1 = two ? row_scale(a, row0 + 1) : scale0;
+    // The gradient factors once per row, as enter_row's gscale.
+    const float gscale0 = scale0 * a.upstream;
+    const float gscale1 = scale1 * a.upstream;
     const int classes = int(a.classes);
     const bool bad0 = label0 < kIgnore || label0 >= classes;
     const bool bad1 = label1 < kIgnore || label1 >= classes;
@@ -166,6 +169,7 @@ __device__ __forceinline__ void finish_pack_two_rows(const LossArgs& a, uint32_t
         const int32_t label = in0 ? label0 : label1;
         const int c = in0 ? int(c0) + j : int(c0) + j - classes;
         const float scale = in0 ? scale0 : scale1;
+        const float gscale = in0 ? gscale0 : gscale1;
         LossGrad lg = Op::sparse(a, x[j], label == c, uint32_t(c));
         const bool nan_out = (in0 ? bad0 : bad1) || x[j] != x[j];
         lg.loss = nan_out ? nan_f32() : lg.loss;
@@ -173,7 +177,7 @@ __device__ __forceinline__ void finish_pack_two_rows(const LossArgs& a, uint32_t
         lg.loss = label == kIgnore ? 0.0f : lg.loss;
         lg.grad = label == kIgnore ? 0.0f : lg.grad;
         pack_loss += lg.loss * scale;
-        g[j] = lg.grad * (scale * a.upstream);
+        g[j] = lg.grad * gscale;
         l[j] = lg.loss;
     }
     acc += double(pack_loss);

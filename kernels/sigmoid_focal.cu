@@ -111,7 +111,7 @@ FOCAL_ELEMENTWISE_ENTRIES(sigmoid_dense, focal::SigmoidFocalDense)
 // gamma = 2 with a scalar alpha or none (RetinaNet), `_v4` for everything else. (One kernel
 // branching on gamma inside was compiled into a single body that computed both cases.) The
 // gamma-2 entry points ask for more blocks per multiprocessor: at most 64 registers for f32 and
-// 80 for the half types, against 80 and 127 under the default bound, which measured 7-13%
+// 80 for the half types, against 80 and 110-127 under the default bound, which measured 7-13%
 // slower (kernels/README.md).
 FOCAL_ELEMENTWISE_ENTRIES(sigmoid_sparse_v4, focal::SigmoidFocalSparseV4<false>)
 FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV4<true>, float, f32, float, f32, 4)

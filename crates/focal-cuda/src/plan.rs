@@ -70,7 +70,8 @@ pub enum Variant {
     /// The default: hardware reciprocal and log2 (flush to zero), element math without branches
     /// over whole packs (`finish_pack_two_rows` in kernels/elementwise.cuh), and entry points
     /// specialised for gamma = 2 with a scalar alpha, under tighter register bounds. On an H200
-    /// at 8 x 120,087 x 80: 1.52x v1's speed in f32, 2.03x in bf16.
+    /// at 8 x 120,087 x 80 (RetinaNet's loss, one run): 276.9 us against v1's 420.1 us in f32,
+    /// 265.9 us against 540.9 us in bf16.
     #[default]
     V4,
 }
