@@ -12,10 +12,12 @@ import time
 
 import numpy as np
 import torch
+import torchvision
 from torchvision.ops import sigmoid_focal_loss
 
 
 def main():
+    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}", flush=True)
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
     ap.add_argument("--anchors", type=int, required=True)

@@ -18,6 +18,7 @@ import statistics
 
 import numpy as np
 import torch
+import torchvision
 from torchvision.ops import sigmoid_focal_loss
 
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
@@ -64,6 +65,7 @@ def time_steps(step, calls):
 
 
 def main():
+    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}", flush=True)
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
     ap.add_argument("--images", type=int, required=True)

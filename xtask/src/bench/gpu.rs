@@ -34,7 +34,7 @@ fn event_time(stream: &Arc<CudaStream>, f: &mut dyn FnMut() -> Result<()>) -> Re
 }
 
 /// Medians of each implementation, timed in interleaved rounds after one warm-up call each.
-fn measure_gpu(
+pub(super) fn measure_gpu(
     stream: &Arc<CudaStream>,
     impls: &mut [&mut dyn FnMut() -> Result<()>],
     calls: usize,
@@ -180,5 +180,13 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
     if !note.is_empty() {
         println!("\n{note}");
     }
+    rows.extend(super::gpu_objectives::run(
+        &focal,
+        calls,
+        &format!(
+            "GPU: the other focal-cuda entry points, forward+backward, gradient in the input type, {}",
+            describe(&focal)
+        ),
+    )?);
     Ok(rows)
 }

@@ -10,6 +10,7 @@ pub mod anchors;
 pub mod focal;
 pub mod fpn;
 pub mod gpu;
+pub mod gpu_objectives;
 
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -166,6 +167,10 @@ pub fn run_python_rows(script: &str, args: &[String]) -> Result<Vec<Row>> {
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().context("baseline printed nothing")?;
+    // Everything before the rows is for the reader: the library versions, skipped rows.
+    for line in stdout.lines().rev().skip(1).collect::<Vec<_>>().into_iter().rev() {
+        println!("{script}: {line}");
+    }
     let parsed: serde_json::Value = serde_json::from_str(last).context("baseline output is not JSON")?;
     let rows = parsed.as_array().context("baseline output is not a JSON list")?;
     rows.iter()
