@@ -10,7 +10,7 @@ namespace focal {
 // Variant v1: accurate expf, IEEE division, log1pf, element by element.
 struct SigmoidFocalSparse {
     static constexpr bool kSparse = true;
-    static constexpr bool kTwoRowPacks = false;
+    static constexpr PackPath kPackPath = PackPath::kElements;
 
     // t is 0 or 1, so w is pm or p and its log is a softplus we already have: the focal weight
     // is exp(-gamma softplus(s)) and p (1 - p) / w is p or pm.
@@ -41,7 +41,7 @@ struct SigmoidFocalSparse {
 template <bool kRetina>
 struct SigmoidFocalSparseV4 {
     static constexpr bool kSparse = true;
-    static constexpr bool kTwoRowPacks = true;
+    static constexpr PackPath kPackPath = PackPath::kTwoRows;
 
     __device__ __forceinline__ static LossGrad sparse(const LossArgs& a, float x, bool positive,
                                                       uint32_t c) {
@@ -77,9 +77,41 @@ struct SigmoidFocalSparseV4 {
     }
 };
 
+// Variant v5 (kernels/README.md): v4's gamma-2, scalar-alpha element math with a cheaper exp and
+// log1p, behind the all-background pack path (finish_pack_background_first): exp(-|x|) is one
+// MUFU.EX2 of -|x| log2(e) (ex2_approx) instead of expf's ~8 instructions, and
+// l = log1p(e) = ln(2) log2(u) for every e instead of v4's series below 1/16 (log1p_unit).
+// Both lose relative accuracy only where what they enter is tiny: rounding u = 1 + e costs
+// l an absolute 2^-24 (and MUFU.LG2 about 2^-22 ln 2), so l's relative error grows as e
+// shrinks, but l then enters the loss and gradient times w^2 <= e^2 (a negative with x < 0 or
+// a positive with x > 0) or next to O(1) terms (otherwise): at most ~1e-7 of a unit gradient
+// or loss, against the checks' absolute 1e-6 (crates/focal-cuda/src/verify.rs).
+struct SigmoidFocalSparseV5 {
+    static constexpr bool kSparse = true;
+    static constexpr PackPath kPackPath = PackPath::kBackgroundFirst;
+
+    // Same form as v4's: xs = -x for a positive, w = sigmoid(xs), q = 1 - w, ce = softplus(xs);
+    // loss alpha w^2 ce, derivative in xs alpha w^2 (2 q ce + w).
+    __device__ __forceinline__ static LossGrad sparse(const LossArgs& a, float x, bool positive,
+                                                      uint32_t) {
+        const float xs = positive ? -x : x;
+        const float e = ex2_approx(fabsf(x) * -1.44269504088896341f);  // exp(-|x|)
+        const float u = 1.0f + e;
+        const float big = rcp_approx(u);  // 1 / (1 + e)
+        const float small = e * big;      // e / (1 + e)
+        const bool up = xs >= 0.0f;
+        const float w = up ? big : small;
+        const float q = up ? small : big;
+        const float ce = fmaf(lg2_approx(u), 0.693147180559945309f, fmaxf(xs, 0.0f));
+        const float aw = (positive ? a.alpha_pos : a.alpha_neg) * (w * w);
+        const float grad = aw * fmaf(2.0f * q, ce, w);
+        return {aw * ce, positive ? -grad : grad};
+    }
+};
+
 struct SigmoidFocalDense {
     static constexpr bool kSparse = false;
-    static constexpr bool kTwoRowPacks = false;
+    static constexpr PackPath kPackPath = PackPath::kElements;
 
     __device__ __forceinline__ static LossGrad dense(const LossArgs& a, float x, float t,
                                                      uint32_t c) {
@@ -120,4 +152,14 @@ FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV4
 FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV4<true>, __nv_bfloat16, bf16,
                                __nv_bfloat16, bf16, 3)
 FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV4<true>, __nv_bfloat16, bf16, float,
+                               f32, 3)
+
+// v5: gamma = 2 with a scalar alpha or none only (plan.rs sends other parameters to `_v4`); the
+// bounds of v4's gamma-2 entry points.
+FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v5_g2, focal::SigmoidFocalSparseV5, float, f32, float, f32, 4)
+FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v5_g2, focal::SigmoidFocalSparseV5, __half, f16, __half, f16, 3)
+FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v5_g2, focal::SigmoidFocalSparseV5, __half, f16, float, f32, 3)
+FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v5_g2, focal::SigmoidFocalSparseV5, __nv_bfloat16, bf16,
+                               __nv_bfloat16, bf16, 3)
+FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v5_g2, focal::SigmoidFocalSparseV5, __nv_bfloat16, bf16, float,
                                f32, 3)
