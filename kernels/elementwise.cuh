@@ -18,6 +18,12 @@ namespace focal {
 
 constexpr int kPacksPerThread = 4;
 
+// How an Op's whole packs (vector I/O, C >= the pack size) are computed: element by element
+// (finish_elements, every Op's path for the rest), or by variant v4's branch-free pack path
+// (finish_pack_two_rows), or by v5's all-background fast path in front of v4's
+// (finish_pack_background_first). Sparse Ops only for the last two.
+enum class PackPath { kElements, kTwoRows, kBackgroundFirst };
+
 // What an element needs from its row; refreshed only when the walk enters a new row.
 struct RowCtx {
     uint32_t row;
@@ -133,42 +139,55 @@ __device__ __forceinline__ float row_scale(const LossArgs& a, uint32_t row) {
     return a.scale ? a.scale[fast_div(row, a.rows_per_image_magic)] : a.uniform_scale;
 }
 
-// Variant v4 of the sparse losses (kernels/README.md), for a whole pack with C >= N: the pack
-// spans at most two rows, so each element's label, class and scale are selects between the
-// pack's first row and the next, the label checks are made once per row, and the element math
-// has no branches, which lets the compiler interleave the N elements. Same results as
-// finish_elements with the same Op: the same per-element function, the same order of the
-// f32 pack sum.
+// The rows a whole pack with C >= N touches: at most two, since it holds at most C elements.
+// Elements j < split belong to row0; the rest (if any) to row0 + 1, which exists because the
+// pack is whole.
+struct PackRows {
+    uint32_t row0, c0, split;
+    bool two;
+    int32_t label0, label1;
+    float scale0, scale1;
+};
+
+template <int N>
+__device__ __forceinline__ PackRows pack_rows(const LossArgs& a, uint32_t first) {
+    PackRows p;
+    p.row0 = fast_div(first, a.classes_magic);
+    p.c0 = first - p.row0 * a.classes;
+    p.split = a.classes - p.c0;
+    p.two = p.split < uint32_t(N);
+    p.label0 = a.labels[p.row0];
+    p.label1 = p.two ? a.labels[p.row0 + 1] : p.label0;
+    p.scale0 = row_scale(a, p.row0);
+    p.scale1 = p.two ? row_scale(a, p.row0 + 1) : p.scale0;
+    return p;
+}
+
+// Variant v4 of the sparse losses (kernels/README.md), for a whole pack with C >= N: each
+// element's label, class and scale are selects between the pack's first row and the next, the
+// label checks are made once per row, and the element math has no branches, which lets the
+// compiler interleave the N elements. Same results as finish_elements with the same Op: the
+// same per-element function, the same order of the f32 pack sum.
 template <class Op, class G, int N>
-__device__ __forceinline__ void finish_pack_two_rows(const LossArgs& a, uint32_t first,
-                                                     const float (&x)[N], double& acc) {
-    const uint32_t row0 = fast_div(first, a.classes_magic);
-    const uint32_t c0 = first - row0 * a.classes;
-    // Elements j < split belong to row0; the rest (if any) to row0 + 1, which exists because
-    // the pack is whole.
-    const uint32_t split = a.classes - c0;
-    const bool two = split < uint32_t(N);
-    const int32_t label0 = a.labels[row0];
-    const int32_t label1 = two ? a.labels[row0 + 1] : label0;
-    const float scale0 = row_scale(a, row0);
-    const float scale1 = two ? row_scale(a, row0 + 1) : scale0;
+__device__ __forceinline__ void finish_pack_rows(const LossArgs& a, uint32_t first, const PackRows& p,
+                                                 const float (&x)[N], double& acc) {
     // The gradient factors once per row, as enter_row's gscale.
-    const float gscale0 = scale0 * a.upstream;
-    const float gscale1 = scale1 * a.upstream;
+    const float gscale0 = p.scale0 * a.upstream;
+    const float gscale1 = p.scale1 * a.upstream;
     const int classes = int(a.classes);
-    const bool bad0 = label0 < kIgnore || label0 >= classes;
-    const bool bad1 = label1 < kIgnore || label1 >= classes;
+    const bool bad0 = p.label0 < kIgnore || p.label0 >= classes;
+    const bool bad1 = p.label1 < kIgnore || p.label1 >= classes;
     // Flagged by the thread holding class 0 of the row, as in eval_element.
-    if (bad0 && c0 == 0) atomicMin(a.first_bad_row, row0);
-    if (two && bad1) atomicMin(a.first_bad_row, row0 + 1);
+    if (bad0 && p.c0 == 0) atomicMin(a.first_bad_row, p.row0);
+    if (p.two && bad1) atomicMin(a.first_bad_row, p.row0 + 1);
     float g[N], l[N];
     float pack_loss = 0.0f;
 #pragma unroll
     for (int j = 0; j < N; ++j) {
-        const bool in0 = uint32_t(j) < split;
-        const int32_t label = in0 ? label0 : label1;
-        const int c = in0 ? int(c0) + j : int(c0) + j - classes;
-        const float scale = in0 ? scale0 : scale1;
+        const bool in0 = uint32_t(j) < p.split;
+        const int32_t label = in0 ? p.label0 : p.label1;
+        const int c = in0 ? int(p.c0) + j : int(p.c0) + j - classes;
+        const float scale = in0 ? p.scale0 : p.scale1;
         const float gscale = in0 ? gscale0 : gscale1;
         LossGrad lg = Op::sparse(a, x[j], label == c, uint32_t(c));
         const bool nan_out = (in0 ? bad0 : bad1) || x[j] != x[j];
@@ -182,6 +201,77 @@ __device__ __forceinline__ void finish_pack_two_rows(const LossArgs& a, uint32_t
     }
     acc += double(pack_loss);
     store_pack<G, N>(a, first, N, g, l, true);
+}
+
+template <class Op, class G, int N>
+__device__ __forceinline__ void finish_pack_two_rows(const LossArgs& a, uint32_t first,
+                                                     const float (&x)[N], double& acc) {
+    finish_pack_rows<Op, G, N>(a, first, pack_rows<N>(a, first), x, acc);
+}
+
+// Where the image a thread's packs were last in ends (a flat element index) and its loss
+// factor: variant v5 looks the scale up once per image instead of once per pack. A thread's
+// packs come in increasing order, so the end alone tells when a pack has left the image.
+struct ImageCtx {
+    uint32_t end;
+    float scale;
+};
+
+__device__ __forceinline__ ImageCtx first_image(const LossArgs& a) {
+    // With one factor for every image, one image spans everything and never needs a refresh;
+    // otherwise end = 0 makes the first pack look its image up.
+    if (a.scale) return {0u, 0.0f};
+    return {uint32_t(a.numel), a.uniform_scale};
+}
+
+// The image of row `row`, when a.scale holds one factor per image.
+__device__ __forceinline__ ImageCtx image_of_row(const LossArgs& a, uint32_t row) {
+    const uint32_t rows_per_image = uint32_t(a.rows_per_image);
+    const uint32_t image = rows_per_image == 1 ? row : fast_div_nonunit(row, a.rows_per_image_magic);
+    return {(image + 1) * rows_per_image * a.classes, a.scale[image]};
+}
+
+// Variant v5 (kernels/README.md), for a whole pack with C >= N: when every row of the pack is
+// background and the pack lies in one image (RetinaNet's common case), the elements go through
+// Op::sparse as negatives with nothing else: no label, class, scale, ignore, bad-label or NaN
+// selects, and the scale comes from the image context. A NaN logit makes its loss NaN and so
+// the pack's loss sum; such a pack, like every pack with another label or across images, takes
+// finish_pack_rows instead. So the results are those of finish_elements with the same Op, bit
+// for bit: the fast path computes the same per-element function of the same operands (the
+// row's scale, the same gradient factor), in the same order of the pack sum.
+template <class Op, class G, int N>
+__device__ __forceinline__ void finish_pack_background_first(const LossArgs& a, uint32_t first,
+                                                             const float (&x)[N], ImageCtx& image,
+                                                             double& acc) {
+    // C >= N > 1 here, so classes_magic is not 0.
+    const uint32_t row0 = fast_div_nonunit(first, a.classes_magic);
+    const uint32_t c0 = first - row0 * a.classes;
+    const bool two = a.classes - c0 < uint32_t(N);
+    const int32_t* labels = a.labels + row0;
+    const int32_t label0 = labels[0];
+    const int32_t label1 = two ? labels[1] : label0;
+    if (first >= image.end) image = image_of_row(a, row0);
+    const bool one_image = first + uint32_t(N) <= image.end;
+    // -1 has every bit set: both labels are background when their AND is.
+    if ((label0 & label1) == kBackground && one_image) {
+        const float scale = image.scale;
+        const float gscale = scale * a.upstream;
+        float g[N], l[N];
+        float pack_loss = 0.0f;
+#pragma unroll
+        for (int j = 0; j < N; ++j) {
+            const LossGrad lg = Op::sparse(a, x[j], false, 0);
+            pack_loss += lg.loss * scale;
+            g[j] = lg.grad * gscale;
+            l[j] = lg.loss;
+        }
+        if (pack_loss == pack_loss) {
+            acc += double(pack_loss);
+            store_pack<G, N>(a, first, N, g, l, true);
+            return;
+        }
+    }
+    finish_pack_rows<Op, G, N>(a, first, pack_rows<N>(a, first), x, acc);
 }
 
 template <class Op, class T, class G>
@@ -200,6 +290,7 @@ __device__ __forceinline__ void elementwise_loss(const LossArgs& a) {
     double acc = 0.0;
     RowCtx r;
     r.row = 0xffffffffu;
+    ImageCtx image = first_image(a);
     for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
         // All loads of the tile first: the gradient may be written over the logits, so the
         // compiler could not move later loads above earlier stores by itself.
@@ -237,9 +328,12 @@ __device__ __forceinline__ void elementwise_loss(const LossArgs& a) {
         for (int k = 0; k < kPacksPerThread; ++k) {
             const uint32_t pack = tile * kTile + k * kBlock + threadIdx.x;
             if (pack < packs) {
-                if constexpr (Op::kTwoRowPacks) {
+                if constexpr (Op::kPackPath != PackPath::kElements) {
                     if (vector_io && a.classes >= uint32_t(N)) {
-                        finish_pack_two_rows<Op, G, N>(a, pack * N, x[k], acc);
+                        if constexpr (Op::kPackPath == PackPath::kTwoRows)
+                            finish_pack_two_rows<Op, G, N>(a, pack * N, x[k], acc);
+                        else
+                            finish_pack_background_first<Op, G, N>(a, pack * N, x[k], image, acc);
                         continue;
                     }
                 }

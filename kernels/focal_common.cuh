@@ -131,6 +131,15 @@ __device__ __forceinline__ uint32_t fast_div(uint32_t n, uint64_t magic) {
     return magic == 0 ? n : uint32_t(__umul64hi(magic, uint64_t(n)));
 }
 
+// fast_div for a divisor d >= 2 (magic != 0), in 32-bit operations: with magic = hi 2^32 + lo,
+// the high 64 bits of magic n are those of (hi n + umulhi(lo, n)) 2^32 (the low part of lo n
+// cannot carry past them), so two multiplies (IMAD.HI, IMAD.WIDE) instead of five, and the
+// quotient comes out as a 32-bit register (variant v5).
+__device__ __forceinline__ uint32_t fast_div_nonunit(uint32_t n, uint64_t magic) {
+    const uint32_t lo = uint32_t(magic), hi = uint32_t(magic >> 32);
+    return uint32_t((uint64_t(hi) * n + __umulhi(lo, n)) >> 32);
+}
+
 // The hardware approximations of variant v4 (MUFU.RCP, MUFU.LG2), with flush to zero: their
 // arguments here are in [1, 2], so no denormal handling is needed, and the .ftz forms skip the
 // ~6 instructions of range scaling that __fdividef and __logf carry without -ftz. The emulation
@@ -151,6 +160,20 @@ __device__ __forceinline__ float lg2_approx(float v) {
 #else
     float r;
     asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
+    return r;
+#endif
+}
+
+// 2^v by the hardware (MUFU.EX2), flush to zero: variant v5's exp, as exp(-|x|) =
+// ex2_approx(-|x| log2(e)). Rounding that product costs |x| log2(e) 2^-24 relative in the
+// result (8e-6 at |x| = 88); where it exceeds 2e-7 (|x| > 3) the loss and gradient terms it
+// enters are below the checks' absolute part (kernels/README.md, v5).
+__device__ __forceinline__ float ex2_approx(float v) {
+#ifdef FOCAL_EMULATION
+    return exp2f(v);
+#else
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
     return r;
 #endif
 }

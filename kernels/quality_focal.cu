@@ -19,7 +19,7 @@ __device__ __forceinline__ float precise_sigmoid_minus(float x, float y) {
 
 struct QualityFocal {
     static constexpr bool kSparse = false;
-    static constexpr bool kTwoRowPacks = false;
+    static constexpr PackPath kPackPath = PackPath::kElements;
 
     __device__ __forceinline__ static LossGrad dense(const LossArgs& a, float x, float y, uint32_t) {
         const Sigmoid s = sigmoid_parts(x);

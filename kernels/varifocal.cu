@@ -10,7 +10,7 @@ namespace focal {
 
 struct Varifocal {
     static constexpr bool kSparse = false;
-    static constexpr bool kTwoRowPacks = false;
+    static constexpr PackPath kPackPath = PackPath::kElements;
 
     __device__ __forceinline__ static LossGrad dense(const LossArgs& a, float x, float t, uint32_t) {
         const Sigmoid s = sigmoid_parts(x);

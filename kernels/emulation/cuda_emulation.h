@@ -191,6 +191,10 @@ inline unsigned long long __umul64hi(unsigned long long a, unsigned long long b)
     return (unsigned long long)(((unsigned __int128)a * b) >> 64);
 }
 
+inline unsigned __umulhi(unsigned a, unsigned b) {
+    return unsigned(((unsigned long long)a * b) >> 32);
+}
+
 inline float __int_as_float(int v) {
     float f;
     std::memcpy(&f, &v, 4);

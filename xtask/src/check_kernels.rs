@@ -198,6 +198,7 @@ pub fn main(args: &[String]) -> Result<()> {
     let cases: Vec<(Objective, &str, Normalization, Variant)> = vec![
         (Objective::SigmoidFocal(FocalParams::retinanet()), "sparse", Normalization::ForegroundPerImage, v1),
         (Objective::SigmoidFocal(FocalParams::retinanet()), "sparse", Normalization::ForegroundPerImage, Variant::V4),
+        (Objective::SigmoidFocal(FocalParams::retinanet()), "sparse", Normalization::ForegroundPerImage, Variant::V5),
         (Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5)?), "sparse", Normalization::ForegroundPerBatch, v1),
         (Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5)?), "sparse", Normalization::Sum, Variant::V4),
         (Objective::SigmoidFocal(FocalParams::new(None, 0.5)?), "dense/anchor", Normalization::Normalizer(100.0), v1),
@@ -216,7 +217,7 @@ pub fn main(args: &[String]) -> Result<()> {
             let mut pairs: Vec<(&str, Check)> =
                 vec![("f32->f32", check_case::<f32, f32>), ("bf16->bf16", check_case::<bf16, bf16>)];
             // At 1M x 80 every pair of the RetinaNet loss (v1 and v4), and f32 + bf16 of the
-            // others.
+            // others (v5 included, which the smaller shapes check at every pair).
             if !big || j <= 1 {
                 pairs.push(("f16->f16", check_case::<f16, f16>));
                 pairs.push(("f16->f32", check_case::<f16, f32>));

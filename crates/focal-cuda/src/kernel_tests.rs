@@ -309,6 +309,67 @@ fn sigmoid_sparse_v4_matches_reference<T: DeviceElement, G: DeviceElement>(backe
 }
 per_dtype!(sigmoid_sparse_v4, sigmoid_sparse_v4_matches_reference);
 
+/// Variant v5 on the same cases: its gamma-2 entry points (RetinaNet's objective; the others run
+/// v4's general ones), whole packs with its all-background fast path and v4's pack path behind
+/// it, and the element path (C = 1, 5).
+fn sigmoid_sparse_v5_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
+    with_variant(crate::plan::Variant::V5, || sigmoid_sparse_matches_reference::<T, G>(backend));
+}
+per_dtype!(sigmoid_sparse_v5, sigmoid_sparse_v5_matches_reference);
+
+/// v5's fast path against the reference where it must step aside: packs of all-background rows
+/// with a NaN logit, ignored rows with NaN logits, a bad label, and packs that straddle two
+/// images with different scales (one foreground anchor in image 0, two in image 1), for packs
+/// of 4 (f32) and 8 (half) elements, on the vector and the scalar (misaligned) path.
+fn sigmoid_sparse_v5_fast_path_steps_aside<T: DeviceElement, G: DeviceElement>(backend: Backend) {
+    with_variant(crate::plan::Variant::V5, || {
+        // 2 images x 7 anchors x 9 classes: image 1 starts at element 63, inside a pack.
+        let dims = Dims::new(2, 7, 9);
+        let mut labels = vec![-1; 14];
+        labels[2] = 3;
+        labels[9] = 0;
+        labels[12] = 8;
+        labels[4] = -2;
+        let mut rng = Rng::new(21);
+        let mut logits = verify::random_logits::<T>(&mut rng, dims.numel());
+        // NaN in a background row (row 1), and in an ignored row (row 4).
+        logits[10] = T::from_f64(f64::NAN);
+        logits[37] = T::from_f64(f64::NAN);
+        let objective = Objective::SigmoidFocal(FocalParams::retinanet());
+        let target = CaseTarget::Sparse(labels.clone());
+        let norm = Normalization::ForegroundPerImage;
+        let want = verify::reference(&objective, dims, &logits, &target, norm, 0.75, 1).expect("reference");
+        for misalign in [false, true] {
+            let Some(out) = backend.run::<T, G>(&objective, dims, &logits, &target, norm, 0.75, misalign) else {
+                return;
+            };
+            let grad: Vec<f64> = out.grad.iter().map(|g| g.to_f64()).collect();
+            if let Err(m) = verify::compare("grad", &grad, &want.grad, Tolerance::for_dtype(G::DTYPE), want.unit) {
+                panic!("{} -> {} misaligned {misalign}: {m}", T::NAME, G::NAME);
+            }
+            assert!(grad[10].is_nan(), "NaN in must give NaN out");
+            assert!(grad[36..45].iter().all(|&g| g == 0.0), "ignored row, NaN logit included");
+            assert!(out.loss.is_nan());
+            assert_eq!(out.first_bad_row, u32::MAX);
+        }
+        // Without the NaN logit in row 1 the loss is finite and matches the reference.
+        logits[10] = T::from_f64(0.5);
+        let want = verify::reference(&objective, dims, &logits, &target, norm, 0.75, 1).expect("reference");
+        let Some(out) = backend.run::<T, G>(&objective, dims, &logits, &target, norm, 0.75, false) else { return };
+        if let Err(m) = verify::compare("loss", &[out.loss], &[want.loss], Tolerance::LOSS, want.unit / 0.75) {
+            panic!("{} -> {}: {m}", T::NAME, G::NAME);
+        }
+        // A bad label in a row whose neighbours are background.
+        labels[6] = 9;
+        let target = CaseTarget::Sparse(labels);
+        let Some(out) = backend.run::<T, G>(&objective, dims, &logits, &target, norm, 0.75, false) else { return };
+        assert_eq!(out.first_bad_row, 6);
+        assert!(out.grad[54..63].iter().all(|g| g.to_f64().is_nan()));
+        assert!(out.grad[45..54].iter().chain(&out.grad[63..72]).all(|g| g.to_f64().is_finite()));
+    });
+}
+per_dtype!(sigmoid_sparse_v5_fast_path, sigmoid_sparse_v5_fast_path_steps_aside);
+
 fn sigmoid_dense_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
     let objectives = [
         Objective::SigmoidFocal(FocalParams::retinanet()),
@@ -449,11 +510,12 @@ fn scalar_path_and_repeated_runs_are_bit_identical(backend: Backend) {
 }
 per_backend!(scalar_path_and_repeated_runs_are_bit_identical);
 
-/// v4's whole-pack path (C >= the pack size) keeps the element rules of the element path: NaN
-/// in gives NaN out, an ignored anchor contributes nothing even with a NaN logit, a bad label is
-/// flagged with its row and gives NaN there, on the vector and the scalar (misaligned) path.
-fn v4_pack_path_keeps_the_element_rules(backend: Backend) {
-    with_variant(crate::plan::Variant::V4, || {
+/// The whole-pack paths of v4 and v5 (C >= the pack size) keep the element rules of the element
+/// path: NaN in gives NaN out, an ignored anchor contributes nothing even with a NaN logit, a bad
+/// label is flagged with its row and gives NaN there, on the vector and the scalar (misaligned)
+/// path.
+fn pack_path_keeps_the_element_rules(backend: Backend, variant: crate::plan::Variant) {
+    with_variant(variant, || {
         // Packs of 4 f32 straddle the rows of 5 classes.
         let dims = Dims::new(1, 6, 5);
         let mut logits = vec![0.5f32; 30];
@@ -472,18 +534,27 @@ fn v4_pack_path_keeps_the_element_rules(backend: Backend) {
         }
     });
 }
+fn v4_pack_path_keeps_the_element_rules(backend: Backend) {
+    pack_path_keeps_the_element_rules(backend, crate::plan::Variant::V4);
+}
 per_backend!(v4_pack_path_keeps_the_element_rules);
 
-/// v4: the whole-pack path and the scalar path give the same bits, for both entry points, on
-/// rows that packs straddle and on a tail; repeated runs too.
-fn v4_pack_and_scalar_paths_are_bit_identical(backend: Backend) {
+fn v5_pack_path_keeps_the_element_rules(backend: Backend) {
+    pack_path_keeps_the_element_rules(backend, crate::plan::Variant::V5);
+}
+per_backend!(v5_pack_path_keeps_the_element_rules);
+
+/// v4 and v5: the whole-pack paths and the scalar path give the same bits, for every entry point,
+/// on rows that packs straddle, across the image boundary (element 9009, inside a pack) and on
+/// a tail; repeated runs too.
+fn pack_and_scalar_paths_are_bit_identical<T: DeviceElement>(backend: Backend, variant: crate::plan::Variant) {
     if !backend.here() {
         return;
     }
-    with_variant(crate::plan::Variant::V4, || {
-        let dims = Dims::new(2, 1000, 9);
+    with_variant(variant, || {
+        let dims = Dims::new(2, 1001, 9);
         let mut rng = Rng::new(12);
-        let logits = verify::random_logits::<f32>(&mut rng, dims.numel());
+        let logits = verify::random_logits::<T>(&mut rng, dims.numel());
         let labels = verify::random_labels(&mut rng, dims.rows(), dims.classes, false);
         let objectives = [
             Objective::SigmoidFocal(FocalParams::retinanet()),
@@ -494,26 +565,29 @@ fn v4_pack_and_scalar_paths_are_bit_identical(backend: Backend) {
             let target = CaseTarget::Sparse(labels.clone());
             let run = |misalign| {
                 backend
-                    .run::<f32, f32>(
-                        objective,
-                        dims,
-                        &logits,
-                        &target,
-                        Normalization::ForegroundPerImage,
-                        0.5,
-                        misalign,
-                    )
+                    .run::<T, T>(objective, dims, &logits, &target, Normalization::ForegroundPerImage, 0.5, misalign)
                     .expect("backend is here")
             };
             let vector = run(false);
             for other in [run(true), run(false)] {
                 assert_eq!(other.loss.to_bits(), vector.loss.to_bits(), "{objective:?}");
-                assert!(other.grad.iter().zip(&vector.grad).all(|(a, b)| a.to_bits() == b.to_bits()));
+                assert!(other.grad.iter().zip(&vector.grad).all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()));
             }
         }
     });
 }
+
+fn v4_pack_and_scalar_paths_are_bit_identical(backend: Backend) {
+    pack_and_scalar_paths_are_bit_identical::<f32>(backend, crate::plan::Variant::V4);
+}
 per_backend!(v4_pack_and_scalar_paths_are_bit_identical);
+
+fn v5_pack_and_scalar_paths_are_bit_identical(backend: Backend) {
+    pack_and_scalar_paths_are_bit_identical::<f32>(backend, crate::plan::Variant::V5);
+    pack_and_scalar_paths_are_bit_identical::<bf16>(backend, crate::plan::Variant::V5);
+    pack_and_scalar_paths_are_bit_identical::<f16>(backend, crate::plan::Variant::V5);
+}
+per_backend!(v5_pack_and_scalar_paths_are_bit_identical);
 
 fn empty_input_is_a_zero_loss(backend: Backend) {
     let Some(out) = run_sigmoid_sparse(backend, &[], &[], Dims::new(2, 0, 80), false) else { return };

@@ -61,7 +61,7 @@ pub enum Normalization {
 }
 
 /// Which variant of a kernel runs, where several compete (kernels/README.md). Only the sparse
-/// sigmoid focal loss has two; the others ignore this. v2 and v3 were measured and deleted (the
+/// sigmoid focal loss has several; the others ignore this. v2 and v3 were measured and deleted (the
 /// table in kernels/README.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Variant {
@@ -74,6 +74,13 @@ pub enum Variant {
     /// 265.9 us against 540.9 us in bf16.
     #[default]
     V4,
+    /// v4 with an all-background fast path for whole packs (rows all background, in one
+    /// image: no label, ignore, bad-label or NaN selects; any other pack, or one whose loss sum
+    /// is NaN, takes v4's pack path), `exp` as one hardware `ex2` and `log1p(e)` as one hardware
+    /// `lg2` (`finish_pack_background_first` in kernels/elementwise.cuh). Gamma = 2 with a
+    /// scalar alpha only; other parameters run v4's general entry points. Not timed on a GPU
+    /// yet.
+    V5,
 }
 
 /// The problem shape: logits `[images, anchors, classes]`, row-major.
@@ -341,7 +348,9 @@ pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Res
                 Variant::V1 => "sigmoid_sparse",
                 // Entry points specialised for RetinaNet's gamma = 2 with a scalar alpha (or none).
                 Variant::V4 if retina_g2(p) => "sigmoid_sparse_v4_g2",
-                Variant::V4 => "sigmoid_sparse_v4",
+                Variant::V5 if retina_g2(p) => "sigmoid_sparse_v5_g2",
+                // v5 has gamma-2 entry points only.
+                Variant::V4 | Variant::V5 => "sigmoid_sparse_v4",
             }
         }
         (Objective::SigmoidFocal(p), TargetKind::Dense(_)) => {

@@ -60,6 +60,11 @@ pub const MODULES: &[PtxModule] = &[
             "focal_sigmoid_sparse_v4_g2_f16_f16",
             "focal_sigmoid_sparse_v4_g2_f16_f32",
             "focal_sigmoid_sparse_v4_g2_f32_f32",
+            "focal_sigmoid_sparse_v5_g2_bf16_bf16",
+            "focal_sigmoid_sparse_v5_g2_bf16_f32",
+            "focal_sigmoid_sparse_v5_g2_f16_f16",
+            "focal_sigmoid_sparse_v5_g2_f16_f32",
+            "focal_sigmoid_sparse_v5_g2_f32_f32",
         ],
     },
     PtxModule {

@@ -85,7 +85,8 @@ fn rows_for<T: DeviceElement + DeviceRepr + ValidAsZeroBits>(
     let mut copy = s.alloc_zeros::<T>(dims.numel())?;
     let call = Call::new(Objective::SigmoidFocal(FocalParams::retinanet()), dims, Normalization::ForegroundPerImage);
     // One call, workspace and gradient per variant, timed side by side with the copy.
-    const VARIANTS: [(Variant, &str); 2] = [(Variant::V1, "focal-cuda v1"), (Variant::V4, "focal-cuda v4")];
+    const VARIANTS: [(Variant, &str); 3] =
+        [(Variant::V1, "focal-cuda v1"), (Variant::V4, "focal-cuda v4"), (Variant::V5, "focal-cuda v5")];
     let mut states = Vec::new();
     for (variant, _) in VARIANTS {
         states.push((Call { variant, ..call.clone() }, Workspace::new(&s, dims)?, s.alloc_zeros::<T>(dims.numel())?));
