@@ -76,10 +76,10 @@ pub enum Variant {
     V4,
     /// v4 with an all-background fast path for whole packs (rows all background, in one
     /// image: no label, ignore, bad-label or NaN selects; any other pack, or one whose loss sum
-    /// is NaN, takes v4's pack path), `exp` as one hardware `ex2` and `log1p(e)` as one hardware
-    /// `lg2` (`finish_pack_background_first` in kernels/elementwise.cuh). Gamma = 2 with a
-    /// scalar alpha only; other parameters run v4's general entry points. Not timed on a GPU
-    /// yet.
+    /// is NaN, takes v4's pack path) and `exp` as one hardware `ex2`
+    /// (`finish_pack_background_first` in kernels/elementwise.cuh); `log1p(e)` as v4's where the
+    /// gradient is f32, one hardware `lg2` where it is bf16 or f16. Gamma = 2 with a scalar
+    /// alpha only; other parameters run v4's general entry points. Not timed on a GPU yet.
     V5,
 }
 
