@@ -51,6 +51,22 @@ fn labels_out_of_range_are_an_error() {
         assert!(matches!(err, Err(FocalError::LabelOutOfRange { num_classes: 3, .. })), "{bad:?}: {err:?}");
     }
     assert_eq!(validate_labels(&[0, 2, 5], 3), Err(FocalError::LabelOutOfRange { index: 2, label: 5, num_classes: 3 }));
+    // Every boundary of the range, with small and huge class counts, against the plain test.
+    let edges = [i32::MIN, i32::MIN + 1, -4, -3, -2, -1, 0, 1, 2, 3, 4, i32::MAX - 1, i32::MAX];
+    for classes in [0usize, 1, 3, 1 << 20, i32::MAX as usize - 1, i32::MAX as usize, 1 << 31, 1 << 40, usize::MAX] {
+        for &l in &edges {
+            let valid = l >= -2 && (l < 0 || (l as usize) < classes);
+            // Far from the start, so a search that skipped whole blocks would miss it.
+            let mut labels = vec![-1; 1000];
+            labels[777] = l;
+            let expected = if valid {
+                Ok(())
+            } else {
+                Err(FocalError::LabelOutOfRange { index: 777, label: l, num_classes: classes })
+            };
+            assert_eq!(validate_labels(&labels, classes), expected, "label {l}, {classes} classes");
+        }
+    }
     // Softmax has no background label: -1 is an error there.
     let soft = SoftmaxFocalLoss::new(FocalParams::new(None, 2.0).unwrap(), Reduction::Sum);
     let labels = [-1, 0];
