@@ -165,9 +165,10 @@ __device__ __forceinline__ float lg2_approx(float v) {
 }
 
 // 2^v by the hardware (MUFU.EX2), flush to zero: variant v5's exp, as exp(-|x|) =
-// ex2_approx(-|x| log2(e)). Rounding that product costs |x| log2(e) 2^-24 relative in the
-// result (8e-6 at |x| = 88); where it exceeds 2e-7 (|x| > 3) the loss and gradient terms it
-// enters are below the checks' absolute part (kernels/README.md, v5).
+// ex2_approx(-|x| log2(e)). Rounding that product to f32 costs ln(2) |x| log2(e) 2^-24 =
+// |x| 2^-24 relative in the result (2.7e-7 at |x| = 4.6, 5.2e-6 at |x| = 88) besides the unit's
+// own couple of ulp, so 3 |x| 2^-24 in the gamma-2 terms (about e^3): under the f32 checks'
+// relative 2e-5 wherever those terms are above f32's range, |x| < 35 (kernels/README.md, v5).
 __device__ __forceinline__ float ex2_approx(float v) {
 #ifdef FOCAL_EMULATION
     return exp2f(v);
@@ -180,8 +181,7 @@ __device__ __forceinline__ float ex2_approx(float v) {
 
 // log1p(e) for e in [0, 1] given u = 1 + e: the 5-term series below 1/16 (truncation
 // e^5 / 6 < 2e-7 relative), the hardware log2 of u above (an absolute error near 2^-22 on a
-// value >= 0.06 is a few 1e-6 relative), instead of the ~22-instruction log1pf. exp stays the
-// accurate expf: __expf's argument rounding costs |x| * 2^-24 relative, up to 5e-6 at |x| = 88.
+// value >= 0.06 is a few 1e-6 relative), instead of the ~22-instruction log1pf.
 __device__ __forceinline__ float log1p_unit(float e, float u) {
     const float series = e * (1.0f - e * (0.5f - e * (1.0f / 3.0f - e * (0.25f - e * 0.2f))));
     return e < 0.0625f ? series : lg2_approx(u) * 0.693147180559945309f;
