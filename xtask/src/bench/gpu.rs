@@ -34,7 +34,7 @@ fn event_time(stream: &Arc<CudaStream>, f: &mut dyn FnMut() -> Result<()>) -> Re
 }
 
 /// Medians of each implementation, timed in interleaved rounds after one warm-up call each.
-pub(super) fn measure_gpu(
+fn measure_gpu(
     stream: &Arc<CudaStream>,
     impls: &mut [&mut dyn FnMut() -> Result<()>],
     calls: usize,
@@ -53,6 +53,24 @@ pub(super) fn measure_gpu(
         }
     }
     Ok(samples.into_iter().map(median).collect())
+}
+
+/// Medians of `runs` and, last, of the floor: a device-to-device copy of `x`, timed in the same
+/// interleaved rounds.
+pub(super) fn measure_beside_copy<T: DeviceRepr + ValidAsZeroBits>(
+    stream: &Arc<CudaStream>,
+    runs: &mut [Box<dyn FnMut() -> Result<()> + '_>],
+    x: &CudaSlice<T>,
+    calls: usize,
+) -> Result<Vec<f64>> {
+    let mut copy = stream.alloc_zeros::<T>(x.len())?;
+    let mut floor = || -> Result<()> {
+        stream.memcpy_dtod(x, &mut copy)?;
+        Ok(())
+    };
+    let mut impls: Vec<&mut dyn FnMut() -> Result<()>> = runs.iter_mut().map(|f| f.as_mut() as _).collect();
+    impls.push(&mut floor);
+    measure_gpu(stream, &mut impls, calls)
 }
 
 struct Batch {
@@ -82,7 +100,6 @@ fn rows_for<T: DeviceElement + DeviceRepr + ValidAsZeroBits>(
     let host: Vec<T> = batch.logits.iter().map(|&v| T::from_f32(v)).collect();
     let x: CudaSlice<T> = s.clone_htod(&host)?;
     let labels = s.clone_htod(&batch.labels)?;
-    let mut copy = s.alloc_zeros::<T>(dims.numel())?;
     let call = Call::new(Objective::SigmoidFocal(FocalParams::retinanet()), dims, Normalization::ForegroundPerImage);
     // One call, workspace and gradient per variant, timed side by side with the copy.
     const VARIANTS: [(Variant, &str); 3] =
@@ -108,13 +125,7 @@ fn rows_for<T: DeviceElement + DeviceRepr + ValidAsZeroBits>(
             }) as Box<dyn FnMut() -> Result<()> + '_>
         })
         .collect();
-    let mut floor = || -> Result<()> {
-        s.memcpy_dtod(&x, &mut copy)?;
-        Ok(())
-    };
-    let mut impls: Vec<&mut dyn FnMut() -> Result<()>> = ours.iter_mut().map(|f| f.as_mut() as _).collect();
-    impls.push(&mut floor);
-    let times = measure_gpu(&s, &mut impls, calls)?;
+    let times = measure_beside_copy(&s, &mut ours, &x, calls)?;
     let n = dims.numel() as f64;
     let elem = T::BYTES as f64;
     let shape = format!("{}x{}x{} {}", dims.images, dims.anchors, dims.classes, T::NAME);

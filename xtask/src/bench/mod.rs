@@ -166,9 +166,10 @@ pub fn run_python_rows(script: &str, args: &[String]) -> Result<Vec<Row>> {
         bail!("{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().context("baseline printed nothing")?;
+    let lines: Vec<&str> = stdout.lines().collect();
+    let (last, before) = lines.split_last().context("baseline printed nothing")?;
     // Everything before the rows is for the reader: the library versions, skipped rows.
-    for line in stdout.lines().rev().skip(1).collect::<Vec<_>>().into_iter().rev() {
+    for line in before {
         println!("{script}: {line}");
     }
     let parsed: serde_json::Value = serde_json::from_str(last).context("baseline output is not JSON")?;
