@@ -23,8 +23,10 @@ pub fn validate_labels(labels: &[i32], num_classes: usize) -> Result<()> {
     let bad = |l: i32| l.wrapping_sub(IGNORE) as u32 >= span;
     // The whole slice without an early exit first, which the compiler vectorises (the early-exit
     // search alone ran 2% of a fused RetinaNet call); the position only when there is a bad one.
-    let any_bad = labels.iter().fold(false, |any, &l| any | bad(l));
-    match labels.iter().position(|&l| any_bad && bad(l)) {
+    if !labels.iter().fold(false, |any, &l| any | bad(l)) {
+        return Ok(());
+    }
+    match labels.iter().position(|&l| bad(l)) {
         Some(index) => Err(FocalError::LabelOutOfRange { index, label: labels[index], num_classes }),
         None => Ok(()),
     }
