@@ -7,7 +7,9 @@
 //! [`BLOCK`]): `exp(-|x|)` and `e / (2 + e)` first, the rest second, while the block is in L1.
 
 use crate::labels::{BACKGROUND, IGNORE};
-use crate::simd::math::{exp, log, log1p_from_z, log1p_z, pow_from_log, sigmoid_quotients, sigmoid_reciprocal};
+use crate::simd::math::{
+    exp, exp_neg_abs, log, log1p_from_z, log1p_z, pow_from_log, sigmoid_quotients, sigmoid_reciprocal,
+};
 use crate::simd::{ChunkKernel, F32v};
 
 /// One chunk of rows: `x` holds `rows * classes` logits; the outputs, when present, have the
@@ -485,7 +487,7 @@ impl FirstPass {
     /// [`Ez`] of one vector of logits into `eo` and `zo` (`LANES` long).
     #[inline(always)]
     fn vector<V: F32v>(x: V, eo: &mut [f32], zo: &mut [f32]) {
-        let e = exp(x.abs().neg());
+        let e = exp_neg_abs(x);
         e.store(eo);
         log1p_z(e).store(zo);
     }
@@ -880,7 +882,7 @@ impl HardTargets {
         let qg = Power::from_tag(POWER).apply(q, || l.add(s.max(zero)).neg(), gamma);
         let (a_loss, a_grad) = self.alpha.lanes::<V, UNIFORM>(pos, j, len);
         let loss = a_loss.mul(qg).mul(ce);
-        let grad = a_grad.mul(qg).mul(gamma.mul(pt).mul_add(ce, q));
+        let grad = a_grad.mul(qg).mul(gamma_times::<V, POWER>(gamma, pt).mul_add(ce, q));
         (loss, grad)
     }
 }
@@ -945,9 +947,16 @@ impl HardTargets {
             )
         };
         let loss = a_loss.mul(qg).mul(ce);
-        let grad = a_grad.mul(qg).mul(gamma.mul(pt).mul_add(ce, q));
+        let grad = a_grad.mul(qg).mul(gamma_times::<V, POWER>(gamma, pt).mul_add(ce, q));
         (loss, grad)
     }
+}
+
+/// `gamma p_t`: for gamma 2 as `p_t + p_t` (the same bits), which runs beside the FMAs instead
+/// of taking one of their issue slots, the resource the second pass is bound by.
+#[inline(always)]
+fn gamma_times<V: F32v, const POWER: u8>(gamma: V, pt: V) -> V {
+    if POWER == Power::Two as u8 { pt.add(pt) } else { gamma.mul(pt) }
 }
 
 impl ChunkKernel for SigmoidSparse<'_> {

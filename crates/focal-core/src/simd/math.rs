@@ -20,18 +20,35 @@ const EXP_MIN: f32 = -104.0;
 /// on finite, non-positive arguments (non-finite inputs take the scalar path).
 #[inline(always)]
 pub(crate) fn exp<V: F32v>(x: V) -> V {
-    let xc = x.max(V::splat(EXP_MIN));
+    exp_clamped(x.max(V::splat(EXP_MIN)))
+}
+
+/// `e^-|x|` for finite `x`: the first pass of every sigmoid kernel. That pass is bound by the
+/// length of its chain of dependent operations (load of `x`, exp, the division of [`log1p_z`])
+/// more than by its operation count: the out-of-order core cannot hold enough vectors in flight
+/// to hide it. So the clamp and the sign are one operation where the level has one
+/// ([`F32v::neg_abs_min`]), and the polynomial is evaluated with a shorter chain (below).
+#[inline(always)]
+pub(crate) fn exp_neg_abs<V: F32v>(x: V) -> V {
+    exp_clamped(x.neg_abs_min(V::splat(-EXP_MIN)))
+}
+
+/// `e^x` for `x` in `[-104, 88]`.
+#[inline(always)]
+fn exp_clamped<V: F32v>(xc: V) -> V {
     let n = xc.mul(V::splat(LOG2E)).round();
     // One fused step: the f32 ln 2 is 1.9e-9 off, so for |n| <= 150 the reduced argument is
     // within 3e-7 absolute, a relative error of at most 3e-7 in the result (only where the
     // result is below 2^-100; 1e-8 for |x| < 5).
     let r = n.mul_add(V::splat(-std::f32::consts::LN_2), xc);
-    let mut q = V::splat(8.188_861e-3);
-    q = q.mul_add(r, V::splat(4.182_407e-2));
-    q = q.mul_add(r, V::splat(1.666_811_3e-1));
-    q = q.mul_add(r, V::splat(4.999_980_6e-1));
-    let er = q.mul_add(r.mul(r), r).add(V::splat(1.0));
-    er.scale_pow2(n)
+    // `1 + r + r^2 Q(r)`, `Q` of degree 3 in Estrin's form, with `1 + r` added beside it rather
+    // than after it: the same operations as Horner's form, with a dependent chain two FMAs and an
+    // addition shorter (see [`exp_neg_abs`] for why that is time).
+    let r2 = r.mul(r);
+    let hi = V::splat(8.188_861e-3).mul_add(r, V::splat(4.182_407e-2));
+    let lo = V::splat(1.666_811_3e-1).mul_add(r, V::splat(4.999_980_6e-1));
+    let q = hi.mul_add(r2, lo);
+    q.mul_add(r2, r.add(V::splat(1.0))).scale_pow2(n)
 }
 
 /// `2 atanh(z) / z` as a polynomial in `w = z^2`, for `w <= 1/9` (the fitted coefficients of

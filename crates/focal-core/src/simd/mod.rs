@@ -122,6 +122,11 @@ pub(crate) unsafe trait F32v: Copy {
     fn min(self, o: Self) -> Self;
     fn abs(self) -> Self;
     fn neg(self) -> Self;
+    /// `-min(|x|, limit)` for `limit >= 0` (NaN lanes give an unspecified value).
+    #[inline(always)]
+    fn neg_abs_min(self, limit: Self) -> Self {
+        self.abs().min(limit).neg()
+    }
     /// Round to nearest, ties to even.
     fn round(self) -> Self;
     /// `2^n` for integer-valued `n` in `[-126, 127]`.

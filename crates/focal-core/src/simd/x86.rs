@@ -123,6 +123,12 @@ unsafe impl F32v for F32x16 {
         })
     }
     #[inline(always)]
+    fn neg_abs_min(self, limit: Self) -> Self {
+        // vrangeps: imm bits 1:0 = 10 (the smaller magnitude), bits 3:2 = 11 (sign bit set).
+        // SAFETY: see the impl.
+        F32x16(unsafe { _mm512_range_ps::<0b1110>(self.0, limit.0) })
+    }
+    #[inline(always)]
     fn round(self) -> Self {
         // SAFETY: see the impl.
         F32x16(unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0) })
