@@ -14,11 +14,43 @@ use crate::simd::{ChunkKernel, F32v};
 
 /// One chunk of rows: `x` holds `rows * classes` logits; the outputs, when present, have the
 /// same length. `row0` is the global index of the first row (for labels, targets, weights).
+/// `prefetch`: `x` is part of a tensor too large for the caches, so the kernels read it ahead
+/// ([`prefetch_ahead`]).
 pub(crate) struct Chunk<'a> {
     pub row0: usize,
     pub x: &'a [f32],
     pub loss: Option<&'a mut [f32]>,
     pub grad: Option<&'a mut [f32]>,
+    pub prefetch: bool,
+}
+
+/// How far ahead of the block being computed [`prefetch_ahead`] asks for the logits, in
+/// elements (6 KiB, about six blocks).
+const PREFETCH_AHEAD: usize = 1536;
+
+/// When `chunk.prefetch` is set: asks for the cache lines of the logits `PREFETCH_AHEAD`
+/// elements past `block` (as far as the chunk goes), before the first pass of `block`.
+///
+/// The first pass is bound by its chain of dependent operations, and that chain starts with the
+/// load of `x`: a load that waits for memory lengthens it and leaves fewer vectors in flight.
+/// The hardware prefetchers do not run far enough ahead of it. Measured in one process, in
+/// alternation, with 2 threads on the 2-core Zen 5 of `benches/RESULTS.md` (gamma 2, 80
+/// classes): 5 to 10% faster from 50,000 anchors up, and 1.5 to 4% slower on tensors that stay
+/// in cache (8,000 and 20,000 anchors), hence the size threshold in `engine`. 1024 to 2048 ahead
+/// did about as well; 512 and 4096 worse. Prefetching the gradient's lines for writing as well
+/// made it slower.
+#[inline(always)]
+fn prefetch_ahead<V: F32v>(chunk: &Chunk<'_>, block: std::ops::Range<usize>) {
+    if !chunk.prefetch {
+        return;
+    }
+    let end = (block.end + PREFETCH_AHEAD).min(chunk.x.len());
+    let mut at = block.start + PREFETCH_AHEAD;
+    while at < end {
+        V::prefetch(&chunk.x[at..]);
+        // One request per 64-byte line.
+        at += 16;
+    }
 }
 
 /// What the first pass computed for a vector of logits `x`: `e = exp(-|x|)` and
@@ -547,6 +579,7 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
             // which would force its vector registers (all caller-saved) onto the stack.
             let mut non_finite = false;
             for block in Blocks::new(c, rows) {
+                prefetch_ahead::<V>(&chunk, block.elements(c));
                 ahead.run::<V>(&chunk.x[block.elements(c)]);
                 for r in block.rows.clone() {
                     let ez = ahead.from((r - block.rows.start) * c);
@@ -998,6 +1031,7 @@ impl SigmoidSparse<'_> {
             // redone after the loop.
             let mut non_finite = false;
             for block in Blocks::new(c, rows) {
+                prefetch_ahead::<V>(&chunk, block.elements(c));
                 ahead.run::<V>(&chunk.x[block.elements(c)]);
                 // `flat` implies whole rows in the block.
                 if flat && self.all_background(chunk.row0, block.rows.clone()) {

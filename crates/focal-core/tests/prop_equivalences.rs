@@ -6,7 +6,7 @@ mod common;
 
 use common::Rng;
 use focal_core::{
-    DenseTarget, Element, FocalLoss, FocalParams, QualityFocalLoss, Reduction, SigmoidFocalLoss, SimdLevel,
+    DenseTarget, Element, FocalLoss, FocalParams, Outputs, QualityFocalLoss, Reduction, SigmoidFocalLoss, SimdLevel,
     SoftmaxFocalLoss, Target, TensorView, TensorViewMut, VarifocalLoss, VarifocalParams,
 };
 use proptest::prelude::*;
@@ -231,4 +231,60 @@ fn results_are_bit_identical_whatever_the_thread_count() {
     for threads in [2, 3, 8] {
         assert!(run(threads) == one, "{threads} threads differ from 1 thread");
     }
+}
+
+/// Logits of 8 MiB and more are read ahead with prefetch hints (a different loop in the sparse
+/// and dense kernels): every row's loss and gradient are the bits of the same rows passed in
+/// pieces small enough to take the plain loop, at every level.
+#[test]
+fn large_tensors_give_the_bits_of_their_pieces() {
+    let (rows, classes, pieces) = (27_003, 80, 3); // 2.16M logits, 8.6 MB
+    let c = case(rows, classes, 77);
+    let t = Rng::new(8).targets(c.x.len());
+    let reduction = Reduction::Normalizer(250.0);
+    for level in SimdLevel::supported() {
+        let sparse =
+            SigmoidFocalLoss::new(FocalParams::new(Some(0.25), 2.0).unwrap(), reduction).with_simd(level).unwrap();
+        let dense =
+            SigmoidFocalLoss::new(FocalParams::new(Some(0.25), 1.5).unwrap(), reduction).with_simd(level).unwrap();
+        // Elementwise loss and gradient of rows `r`: sparse labels, then dense targets.
+        let run = |r: std::ops::Range<usize>| {
+            let span = r.start * classes..r.end * classes;
+            let shape = [r.len(), classes];
+            let x = TensorView::new(&c.x[span.clone()], &shape).unwrap();
+            let labels = Target::labels(TensorView::new(&c.labels[r.clone()], &[r.len()]).unwrap());
+            let targets = Target::dense(TensorView::new(&t[span], &shape).unwrap());
+            let (sl, sg) = elementwise_bits(&sparse, x, labels, &shape);
+            let (dl, dg) = elementwise_bits(&dense, x, targets, &shape);
+            [sl, sg, dl, dg]
+        };
+        let whole = run(0..rows);
+        let step = rows / pieces;
+        for p in 0..pieces {
+            let r = p * step..if p + 1 == pieces { rows } else { (p + 1) * step };
+            let part = run(r.clone());
+            for (k, name) in ["sparse loss", "sparse grad", "dense loss", "dense grad"].iter().enumerate() {
+                let span = r.start * classes..r.end * classes;
+                assert!(whole[k][span] == part[k][..], "{level:?} {name}: rows {r:?} differ from the whole tensor's");
+            }
+        }
+    }
+}
+
+/// The bits of the elementwise loss and of the gradient (upstream 1).
+fn elementwise_bits<L: FocalLoss>(
+    loss: &L,
+    x: TensorView<'_, f32>,
+    target: L::Target<'_>,
+    shape: &[usize],
+) -> (Vec<u32>, Vec<u32>) {
+    let n = shape.iter().product();
+    let (mut l, mut g) = (vec![0.0f32; n], vec![0.0f32; n]);
+    let outputs = Outputs {
+        elementwise: Some(TensorViewMut::new(&mut l, shape).unwrap()),
+        grad: Some(TensorViewMut::new(&mut g, shape).unwrap()),
+        upstream: 1.0,
+    };
+    loss.compute(x, target, outputs).unwrap();
+    (bits(&l), bits(&g))
 }

@@ -161,6 +161,10 @@ pub(crate) unsafe trait F32v: Copy {
     fn all_zero(self) -> bool;
     /// Whether every lane is finite and `<= 0`.
     fn all_finite_nonpositive(self) -> bool;
+    /// Asks for the cache line holding `s[0]` (`s` not empty) to be brought into L1, where the
+    /// level has an instruction for it; a hint with no effect on results.
+    #[inline(always)]
+    fn prefetch(_s: &[f32]) {}
 
     /// An `f64` accumulator with one lane per `f32` lane.
     type Acc: Copy;

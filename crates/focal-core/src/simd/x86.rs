@@ -201,6 +201,11 @@ unsafe impl F32v for F32x16 {
         unsafe { _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(self.0, _mm512_setzero_ps()) == 0 }
     }
     #[inline(always)]
+    fn prefetch(s: &[f32]) {
+        // SAFETY: a prefetch reads nothing the program sees and cannot fault; `s` is a live slice.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(s.as_ptr().cast()) }
+    }
+    #[inline(always)]
     fn all_finite_nonpositive(self) -> bool {
         // Classes +0 (0x02), -0 (0x04) and negative finite (0x40).
         // SAFETY: see the impl.
@@ -402,6 +407,11 @@ unsafe impl F32v for F32x8Avx {
     fn all_zero(self) -> bool {
         // SAFETY: see the impl.
         unsafe { _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(self.0, _mm256_setzero_ps())) == 0 }
+    }
+    #[inline(always)]
+    fn prefetch(s: &[f32]) {
+        // SAFETY: a prefetch reads nothing the program sees and cannot fault; `s` is a live slice.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(s.as_ptr().cast()) }
     }
     #[inline(always)]
     fn all_finite_nonpositive(self) -> bool {
