@@ -14,8 +14,8 @@ use crate::simd::{ChunkKernel, F32v};
 
 /// One chunk of rows: `x` holds `rows * classes` logits; the outputs, when present, have the
 /// same length. `row0` is the global index of the first row (for labels, targets, weights).
-/// `prefetch`: `x` is part of a tensor too large for the caches, so the kernels read it ahead
-/// ([`prefetch_ahead`]).
+/// `prefetch`: `x` is part of a tensor large enough to stream from memory (`engine` decides), so
+/// the kernels read it ahead ([`prefetch_ahead`]).
 pub(crate) struct Chunk<'a> {
     pub row0: usize,
     pub x: &'a [f32],
