@@ -1035,8 +1035,14 @@ impl SigmoidSparse<'_> {
                 ahead.run::<V>(&chunk.x[block.elements(c)]);
                 // `flat` implies whole rows in the block.
                 if flat && self.all_background(chunk.row0, block.rows.clone()) {
-                    non_finite |=
-                        self.background::<V, POWER, UNIFORM>(&mut chunk, sum, block.rows, ahead.from(0), uniform_neg);
+                    let ez = ahead.from(0);
+                    let x = chunk.x;
+                    non_finite |= match (&chunk.loss, chunk.grad.as_deref_mut()) {
+                        (None, Some(g)) => {
+                            self.background_grad::<V, POWER, UNIFORM>((x, g), sum, block.rows, ez, uniform_neg)
+                        }
+                        _ => self.background::<V, POWER, UNIFORM>(&mut chunk, sum, block.rows, ez, uniform_neg),
+                    };
                     continue;
                 }
                 for r in block.rows.clone() {
@@ -1164,6 +1170,51 @@ impl SigmoidSparse<'_> {
             let x_e = seg.inputs::<V>(k, V::LANES);
             non_finite |= self.negative::<V, POWER, UNIFORM>(&mut seg, sum, x_e, k % c, k, V::LANES, uniform_neg);
             k += V::LANES;
+        }
+        non_finite
+    }
+
+    /// [`SigmoidSparse::background`] with the chunk's logits and gradient, when the gradient is
+    /// the only elementwise output (a fused call with a reduction: training's case), over plain
+    /// slices. The same operations in the same order, so the same bits; what goes is the
+    /// per-vector bookkeeping of [`Segment`] (range checks, a test for each optional output),
+    /// which cost 3 to 7% (2026-11-28 in `benches/RESULTS.md`).
+    #[inline(always)]
+    fn background_grad<V: F32v, const POWER: u8, const UNIFORM: bool>(
+        &self,
+        (x, grad): (&[f32], &mut [f32]),
+        sum: &mut LossSum<V>,
+        rows: std::ops::Range<usize>,
+        ez: EzSlices<'_>,
+        uniform_neg: (V, V),
+    ) -> bool {
+        let c = self.classes;
+        let span = rows.start * c..rows.end * c;
+        let n = span.len();
+        let x = x[span.clone()].chunks_exact(V::LANES);
+        let (e, z) = (ez.e[..n].chunks_exact(V::LANES), ez.z[..n].chunks_exact(V::LANES));
+        let mut non_finite = false;
+        // The class of each vector's first lane (`LANES` divides `c` here).
+        let mut j = 0;
+        for (((x, e), z), g) in x.zip(e).zip(z).zip(grad[span].chunks_exact_mut(V::LANES)) {
+            let (x, ez) = (V::load(x), Ez { e: V::load(e), z: V::load(z) });
+            let hard = &self.hard;
+            // As `negative` and `Segment::emit`: a vector with a NaN or an infinity adds nothing
+            // (the scalar pass redoes it).
+            let (loss, grad) = if x.all_finite_nonpositive() {
+                hard.eval_nonpositive::<V, POWER, UNIFORM>(x, ez, j, V::LANES, uniform_neg)
+            } else {
+                let (loss, grad) = hard.eval_negative::<V, POWER, UNIFORM>(x, ez, j, V::LANES, uniform_neg);
+                let finite = x.all_finite();
+                non_finite |= !finite;
+                (vector_contribution(loss, V::LANES, finite), grad)
+            };
+            sum.add(loss);
+            grad.store(g);
+            j += V::LANES;
+            if j == c {
+                j = 0;
+            }
         }
         non_finite
     }

@@ -233,6 +233,81 @@ fn results_are_bit_identical_whatever_the_thread_count() {
     }
 }
 
+/// A fused call that writes only the gradient runs its background rows through a loop of its
+/// own; its gradient and loss are the bits of a call that writes the elementwise loss as well
+/// (the general loop): for uniform and per-class alpha, several gammas, rows wider than a
+/// vector, and background rows holding NaN, infinities and huge logits.
+#[test]
+fn gradient_only_calls_give_the_bits_of_calls_with_every_output() {
+    for level in SimdLevel::supported() {
+        for (k, classes) in [16usize, 80, 160, 256].into_iter().enumerate() {
+            let rows = 60;
+            let mut rng = Rng::new(300 + k as u64);
+            let mut x = rng.logits(rows * classes);
+            // Mostly background, as in RetinaNet: runs of background rows fill whole blocks.
+            let labels: Vec<i32> = (0..rows)
+                .map(|r| match r % 13 {
+                    5 => rng.below(classes) as i32,
+                    9 => -2,
+                    _ => -1,
+                })
+                .collect();
+            // Non-finite logits in background rows (rows 1, 20 and 40 are background).
+            for (at, v) in [(1, f32::NAN), (20, f32::INFINITY), (40, f32::NEG_INFINITY)] {
+                x[at * classes + at % classes] = v;
+            }
+            for (gamma, per_class) in [(2.0, false), (2.0, true), (1.5, false), (0.5, true), (3.7, false)] {
+                let params = if per_class {
+                    FocalParams::per_class(
+                        (0..classes).map(|j| (j as f64 + 1.0) / (classes as f64 + 2.0)).collect(),
+                        gamma,
+                    )
+                } else {
+                    FocalParams::new(Some(0.25), gamma)
+                };
+                let loss = SigmoidFocalLoss::new(params.unwrap(), Reduction::Normalizer(7.0)).with_simd(level).unwrap();
+                let what = format!("{level:?} {rows}x{classes} gamma {gamma} per-class alpha {per_class}");
+                // With the NaN (the sum is NaN), with it replaced by 0 (the sum is infinite), and
+                // with +inf replaced too (only -inf is left: a finite sum).
+                let no_nan: Vec<f32> = x.iter().map(|&v| if v.is_nan() { 0.0 } else { v }).collect();
+                let only_minus_inf: Vec<f32> =
+                    no_nan.iter().map(|&v| if v == f32::INFINITY { 0.0 } else { v }).collect();
+                for x in [&x, &no_nan, &only_minus_inf] {
+                    let ((fused, grad), (all, grad_all)) = gradient_only_and_every_output(&loss, x, &labels, classes);
+                    assert!(
+                        fused.to_bits() == all.to_bits() || fused.is_nan() && all.is_nan(),
+                        "{what}: {fused} vs {all}"
+                    );
+                    assert!(grad == grad_all, "{what}: gradients differ");
+                }
+            }
+        }
+    }
+}
+
+/// `(loss, gradient bits)` of a fused call writing only the gradient, then of a call writing the
+/// elementwise loss too.
+fn gradient_only_and_every_output(
+    loss: &SigmoidFocalLoss,
+    x: &[f32],
+    labels: &[i32],
+    classes: usize,
+) -> ((f64, Vec<u32>), (f64, Vec<u32>)) {
+    let shape = [labels.len(), classes];
+    let view = TensorView::new(x, &shape).unwrap();
+    let target = || Target::labels(TensorView::new(labels, &[labels.len()]).unwrap());
+    let mut grad = vec![0.0f32; x.len()];
+    let fused = loss.forward_backward(view, target(), 1.0, TensorViewMut::new(&mut grad, &shape).unwrap()).unwrap();
+    let (mut el, mut grad_all) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
+    let outputs = Outputs {
+        elementwise: Some(TensorViewMut::new(&mut el, &shape).unwrap()),
+        grad: Some(TensorViewMut::new(&mut grad_all, &shape).unwrap()),
+        upstream: 1.0,
+    };
+    let all = loss.compute(view, target(), outputs).unwrap();
+    ((fused, bits(&grad)), (all, bits(&grad_all)))
+}
+
 /// Logits of 8 MiB and more are read ahead with prefetch hints (a different loop in the sparse
 /// and dense kernels): every row's loss and gradient are the bits of the same rows passed in
 /// pieces small enough to take the plain loop, at every level.
