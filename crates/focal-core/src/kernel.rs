@@ -1196,7 +1196,7 @@ impl SigmoidSparse<'_> {
         let mut non_finite = false;
         // The class of each vector's first lane (`LANES` divides `c` here).
         let mut j = 0;
-        for (((x, e), z), g) in x.zip(e).zip(z).zip(grad[span].chunks_exact_mut(V::LANES)) {
+        for (((x, e), z), out) in x.zip(e).zip(z).zip(grad[span].chunks_exact_mut(V::LANES)) {
             let (x, ez) = (V::load(x), Ez { e: V::load(e), z: V::load(z) });
             let hard = &self.hard;
             // As `negative` and `Segment::emit`: a vector with a NaN or an infinity adds nothing
@@ -1210,7 +1210,7 @@ impl SigmoidSparse<'_> {
                 (vector_contribution(loss, V::LANES, finite), grad)
             };
             sum.add(loss);
-            grad.store(g);
+            grad.store(out);
             j += V::LANES;
             if j == c {
                 j = 0;
