@@ -70,7 +70,7 @@ pub(crate) fn run<T: Element, O: Element, G: Element, K: ChunkKernel>(
         .zip(loss_chunks.into_par_iter())
         .zip(grad_chunks.into_par_iter())
         .enumerate()
-        .map(|(k, ((x, l), g))| process_chunk(level, kernel, (k * rows_per_chunk, prefetch), x, l, g))
+        .map(|(k, ((x, l), g))| process_chunk(level, kernel, k * rows_per_chunk, prefetch, x, l, g))
         .collect();
     partials.iter().sum()
 }
@@ -78,7 +78,8 @@ pub(crate) fn run<T: Element, O: Element, G: Element, K: ChunkKernel>(
 fn process_chunk<T: Element, O: Element, G: Element, K: ChunkKernel>(
     level: SimdLevel,
     kernel: &K,
-    (row0, prefetch): (usize, bool),
+    row0: usize,
+    prefetch: bool,
     x: &[T],
     mut loss: Option<&mut [O]>,
     mut grad: Option<&mut [G]>,

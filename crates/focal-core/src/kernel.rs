@@ -35,10 +35,10 @@ const PREFETCH_AHEAD: usize = 1536;
 /// load of `x`: a load that waits for memory lengthens it and leaves fewer vectors in flight.
 /// The hardware prefetchers do not run far enough ahead of it. Measured in one process, in
 /// alternation, with 2 threads on the 2-core Zen 5 of `benches/RESULTS.md` (gamma 2, 80
-/// classes): 5 to 10% faster from 50,000 anchors up, and 1.5 to 4% slower on tensors that stay
-/// in cache (8,000 and 20,000 anchors), hence the size threshold in `engine`. 1024 to 2048 ahead
-/// did about as well; 512 and 4096 worse. Prefetching the gradient's lines for writing as well
-/// made it slower.
+/// classes): 4 to 13% faster at 50,000 and 120,087 anchors, 3% at 240,000, and 1.5 to 4% slower
+/// on tensors that stay in cache (8,000 and 20,000 anchors), hence the size threshold in
+/// `engine`. 1024 to 2048 ahead did about as well; 512 was worse in two processes of three, 4096
+/// in all. Prefetching the gradient's lines for writing as well was no faster.
 #[inline(always)]
 fn prefetch_ahead<V: F32v>(chunk: &Chunk<'_>, block: std::ops::Range<usize>) {
     if !chunk.prefetch {
@@ -579,8 +579,9 @@ impl<E: DenseElement> ChunkKernel for DenseKernel<'_, E> {
             // which would force its vector registers (all caller-saved) onto the stack.
             let mut non_finite = false;
             for block in Blocks::new(c, rows) {
-                prefetch_ahead::<V>(&chunk, block.elements(c));
-                ahead.run::<V>(&chunk.x[block.elements(c)]);
+                let elements = block.elements(c);
+                prefetch_ahead::<V>(&chunk, elements.clone());
+                ahead.run::<V>(&chunk.x[elements]);
                 for r in block.rows.clone() {
                     let ez = ahead.from((r - block.rows.start) * c);
                     non_finite |= self.segment(&mut chunk, sum, scale, r, block.classes.clone(), ez);
@@ -799,15 +800,14 @@ impl<'s> Segment<'s> {
     #[inline(always)]
     fn emit<V: F32v>(&mut self, sum: &mut LossSum<V>, x: V, k: usize, len: usize, out: (V, V)) -> bool {
         let finite = x.all_finite();
-        sum.add(vector_contribution(out.0, len, finite));
-        self.put(k, len, out);
+        self.emit_with(sum, k, len, out, finite);
         finite
     }
 
-    /// [`Segment::emit`] for a vector known to be finite.
+    /// [`Segment::emit`] for a vector whose finiteness is known.
     #[inline(always)]
-    fn emit_finite<V: F32v>(&mut self, sum: &mut LossSum<V>, k: usize, len: usize, out: (V, V)) {
-        sum.add(vector_contribution(out.0, len, true));
+    fn emit_with<V: F32v>(&mut self, sum: &mut LossSum<V>, k: usize, len: usize, out: (V, V), finite: bool) {
+        sum.add(vector_contribution(out.0, len, finite));
         self.put(k, len, out);
     }
 }
@@ -960,6 +960,25 @@ impl HardTargets {
         self.finish_negative::<V, POWER, UNIFORM>((r, er, l, x.sub(l)), j, len, uniform_neg)
     }
 
+    /// Loss and gradient of a vector without positive lanes, by [`HardTargets::eval_nonpositive`]
+    /// when its logits are all finite and at most 0, else by [`HardTargets::eval_negative`]; and
+    /// whether its logits are all finite (if not, the kernels redo it on the scalar path).
+    #[inline(always)]
+    fn eval_background<V: F32v, const POWER: u8, const UNIFORM: bool>(
+        &self,
+        x: V,
+        ez: Ez<V>,
+        j: usize,
+        len: usize,
+        uniform_neg: (V, V),
+    ) -> ((V, V), bool) {
+        if x.all_finite_nonpositive() {
+            (self.eval_nonpositive::<V, POWER, UNIFORM>(x, ez, j, len, uniform_neg), true)
+        } else {
+            (self.eval_negative::<V, POWER, UNIFORM>(x, ez, j, len, uniform_neg), x.all_finite())
+        }
+    }
+
     /// Loss and gradient of a vector without positives from `(p_t, q, softplus(-s), log q)`.
     #[inline(always)]
     fn finish_negative<V: F32v, const POWER: u8, const UNIFORM: bool>(
@@ -1031,8 +1050,9 @@ impl SigmoidSparse<'_> {
             // redone after the loop.
             let mut non_finite = false;
             for block in Blocks::new(c, rows) {
-                prefetch_ahead::<V>(&chunk, block.elements(c));
-                ahead.run::<V>(&chunk.x[block.elements(c)]);
+                let elements = block.elements(c);
+                prefetch_ahead::<V>(&chunk, elements.clone());
+                ahead.run::<V>(&chunk.x[elements]);
                 // `flat` implies whole rows in the block.
                 if flat && self.all_background(chunk.row0, block.rows.clone()) {
                     let ez = ahead.from(0);
@@ -1082,7 +1102,7 @@ impl SigmoidSparse<'_> {
             // the dense kernel's with weight 0 on this row.
             while k < n {
                 let len = V::LANES.min(n - k);
-                seg.emit_finite(sum, k, len, (V::splat(0.0), V::splat(0.0)));
+                seg.emit_with(sum, k, len, (V::splat(0.0), V::splat(0.0)), true);
                 k += len;
             }
             return false;
@@ -1139,14 +1159,9 @@ impl SigmoidSparse<'_> {
         len: usize,
         uniform_neg: (V, V),
     ) -> bool {
-        if x.all_finite_nonpositive() {
-            let out = self.hard.eval_nonpositive::<V, POWER, UNIFORM>(x, e, j, len, uniform_neg);
-            seg.emit_finite(sum, k, len, out);
-            false
-        } else {
-            let out = self.hard.eval_negative::<V, POWER, UNIFORM>(x, e, j, len, uniform_neg);
-            !seg.emit(sum, x, k, len, out)
-        }
+        let (out, finite) = self.hard.eval_background::<V, POWER, UNIFORM>(x, e, j, len, uniform_neg);
+        seg.emit_with(sum, k, len, out, finite);
+        !finite
     }
 
     /// The second pass over rows `rows` when all of them are background and `LANES` divides the
@@ -1198,18 +1213,12 @@ impl SigmoidSparse<'_> {
         let mut j = 0;
         for (((x, e), z), out) in x.zip(e).zip(z).zip(grad[span].chunks_exact_mut(V::LANES)) {
             let (x, ez) = (V::load(x), Ez { e: V::load(e), z: V::load(z) });
-            let hard = &self.hard;
-            // As `negative` and `Segment::emit`: a vector with a NaN or an infinity adds nothing
-            // (the scalar pass redoes it).
-            let (loss, grad) = if x.all_finite_nonpositive() {
-                hard.eval_nonpositive::<V, POWER, UNIFORM>(x, ez, j, V::LANES, uniform_neg)
-            } else {
-                let (loss, grad) = hard.eval_negative::<V, POWER, UNIFORM>(x, ez, j, V::LANES, uniform_neg);
-                let finite = x.all_finite();
-                non_finite |= !finite;
-                (vector_contribution(loss, V::LANES, finite), grad)
-            };
-            sum.add(loss);
+            let ((loss, grad), finite) =
+                self.hard.eval_background::<V, POWER, UNIFORM>(x, ez, j, V::LANES, uniform_neg);
+            // As `Segment::emit_with`: a vector with a NaN or an infinity adds nothing (the scalar
+            // pass redoes it).
+            non_finite |= !finite;
+            sum.add(vector_contribution(loss, V::LANES, finite));
             grad.store(out);
             j += V::LANES;
             if j == c {
