@@ -20,8 +20,9 @@ constexpr int kPacksPerThread = 4;
 
 // How an Op's whole packs (vector I/O, C >= the pack size) are computed: element by element
 // (finish_elements, every Op's path for the rest), or by variant v4's branch-free pack path
-// (finish_pack_two_rows), or by v5's all-background fast path in front of v4's
-// (finish_pack_background_first). Sparse Ops only for the last two.
+// (finish_pack_two_rows), or by v6's all-background fast path in front of v4's
+// (finish_pack_labelled, on v6's own walk, elementwise_loss_staged). Sparse Ops only for the
+// last two.
 enum class PackPath { kElements, kTwoRows, kBackgroundFirst };
 
 // What an element needs from its row; refreshed only when the walk enters a new row.
@@ -210,7 +211,7 @@ __device__ __forceinline__ void finish_pack_two_rows(const LossArgs& a, uint32_t
 }
 
 // Where the image a thread's packs were last in ends (a flat element index) and its loss
-// factor: variant v5 looks the scale up once per image instead of once per pack. A thread's
+// factor: variant v6 looks the scale up once per image instead of once per pack. A thread's
 // packs come in increasing order, so the end alone tells when a pack has left the image.
 struct ImageCtx {
     uint32_t end;
@@ -231,29 +232,42 @@ __device__ __forceinline__ ImageCtx image_of_row(const LossArgs& a, uint32_t row
     return {(image + 1) * rows_per_image * a.classes, a.scale[image]};
 }
 
-// Variant v5 (kernels/README.md), for a whole pack with C >= N: when every row of the pack is
-// background and the pack lies in one image (RetinaNet's common case), the elements go through
-// Op::sparse as negatives with nothing else: no label, class, scale, ignore, bad-label or NaN
-// selects, and the scale comes from the image context. A NaN logit makes its loss NaN and so
-// the pack's loss sum; such a pack, like every pack with another label or across images, takes
-// finish_pack_rows instead. So the results are those of finish_elements with the same Op, bit
-// for bit: the fast path computes the same per-element function of the same operands (the
-// row's scale, the same gradient factor), in the same order of the pack sum.
+// The row and labels of a whole pack with C >= N > 1 (classes_magic is not 0 then), read before
+// its logits are needed: variant v6 loads them a pack ahead.
+struct PackLabels {
+    uint32_t row0;
+    bool two;  // the pack reaches into row0 + 1
+    int32_t label0, label1;
+};
+
+template <int N>
+__device__ __forceinline__ PackLabels pack_labels(const LossArgs& a, uint32_t first) {
+    PackLabels p;
+    p.row0 = fast_div_nonunit(first, a.classes_magic);
+    const uint32_t c0 = first - p.row0 * a.classes;
+    p.two = a.classes - c0 < uint32_t(N);
+    const int32_t* labels = a.labels + p.row0;
+    p.label0 = labels[0];
+    p.label1 = p.two ? labels[1] : p.label0;
+    return p;
+}
+
+// Variant v6's pack path (kernels/README.md; introduced with v5), for a whole pack with C >= N:
+// when every row of the pack is background and the pack lies in one image (RetinaNet's common
+// case), the elements go through Op::sparse as negatives with nothing else: no label, class,
+// scale, ignore, bad-label or NaN selects, and the scale comes from the image context. A NaN
+// logit makes its loss NaN and so the pack's loss sum; such a pack, like every pack with another
+// label or across images, takes finish_pack_rows instead. So the results are those of
+// finish_elements with the same Op, bit for bit: the fast path computes the same per-element
+// function of the same operands (the row's scale, the same gradient factor), in the same order
+// of the pack sum.
 template <class Op, class G, int N>
-__device__ __forceinline__ void finish_pack_background_first(const LossArgs& a, uint32_t first,
-                                                             const float (&x)[N], ImageCtx& image,
-                                                             double& acc) {
-    // C >= N > 1 here, so classes_magic is not 0.
-    const uint32_t row0 = fast_div_nonunit(first, a.classes_magic);
-    const uint32_t c0 = first - row0 * a.classes;
-    const bool two = a.classes - c0 < uint32_t(N);
-    const int32_t* labels = a.labels + row0;
-    const int32_t label0 = labels[0];
-    const int32_t label1 = two ? labels[1] : label0;
-    if (first >= image.end) image = image_of_row(a, row0);
+__device__ __forceinline__ void finish_pack_labelled(const LossArgs& a, uint32_t first, const PackLabels& p,
+                                                     const float (&x)[N], ImageCtx& image, double& acc) {
+    if (first >= image.end) image = image_of_row(a, p.row0);
     const bool one_image = first + uint32_t(N) <= image.end;
     // -1 has every bit set: both labels are background when their AND is.
-    if ((label0 & label1) == kBackground && one_image) {
+    if ((p.label0 & p.label1) == kBackground && one_image) {
         const float scale = image.scale;
         const float gscale = scale * a.upstream;
         float g[N], l[N];
@@ -274,6 +288,32 @@ __device__ __forceinline__ void finish_pack_background_first(const LossArgs& a, 
     finish_pack_rows<Op, G, N>(a, first, pack_rows<N>(a, first), x, acc);
 }
 
+// Whether every buffer of an elementwise loss allows 16-byte vector loads and stores.
+template <bool kDense>
+__device__ __forceinline__ bool vector_io_ok(const LossArgs& a) {
+    return aligned16(a.logits) && (!a.grad || aligned16(a.grad)) && (!kDense || aligned16(a.targets)) &&
+           (a.weight_mode != kWeightPerElement || aligned16(a.weights)) &&
+           (!a.elementwise || aligned16(a.elementwise));
+}
+
+// The tail: fewer than N elements after the last whole pack, one per thread of block 0, after
+// the thread's packs.
+template <class Op, class T, class G>
+__device__ __forceinline__ void elementwise_tail(const LossArgs& a, uint32_t packs, RowCtx& r, double& acc) {
+    constexpr int N = Pack<T>::kCount;
+    const T* logits = static_cast<const T*>(a.logits);
+    const uint32_t tail_first = packs * N;
+    if (blockIdx.x == 0 && threadIdx.x < uint32_t(a.numel) - tail_first) {
+        const uint32_t i = tail_first + threadIdx.x;
+        float x[N], t[N];
+        x[0] = to_f32(logits[i]);
+        t[0] = Op::kSparse ? 0.0f : a.targets[i];
+#pragma unroll
+        for (int j = 1; j < N; ++j) x[j] = t[j] = 0.0f;
+        finish_elements<Op, T, G, N>(a, i, 1, x, t, false, r, acc);
+    }
+}
+
 template <class Op, class T, class G>
 __device__ __forceinline__ void elementwise_loss(const LossArgs& a) {
     constexpr int N = Pack<T>::kCount;
@@ -283,14 +323,11 @@ __device__ __forceinline__ void elementwise_loss(const LossArgs& a) {
     const uint32_t packs = numel / N;
     const uint32_t tiles = (packs + kTile - 1) / kTile;
     const bool dense = !Op::kSparse;
-    const bool vector_io = aligned16(a.logits) && (!a.grad || aligned16(a.grad)) &&
-                           (!dense || aligned16(a.targets)) &&
-                           (a.weight_mode != kWeightPerElement || aligned16(a.weights)) &&
-                           (!a.elementwise || aligned16(a.elementwise));
+    const bool vector_io = vector_io_ok<!Op::kSparse>(a);
+    static_assert(Op::kPackPath != PackPath::kBackgroundFirst, "v6's Op runs on elementwise_loss_staged");
     double acc = 0.0;
     RowCtx r;
     r.row = 0xffffffffu;
-    ImageCtx image = first_image(a);
     for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
         // All loads of the tile first: the gradient may be written over the logits, so the
         // compiler could not move later loads above earlier stores by itself.
@@ -328,12 +365,9 @@ __device__ __forceinline__ void elementwise_loss(const LossArgs& a) {
         for (int k = 0; k < kPacksPerThread; ++k) {
             const uint32_t pack = tile * kTile + k * kBlock + threadIdx.x;
             if (pack < packs) {
-                if constexpr (Op::kPackPath != PackPath::kElements) {
+                if constexpr (Op::kPackPath == PackPath::kTwoRows) {
                     if (vector_io && a.classes >= uint32_t(N)) {
-                        if constexpr (Op::kPackPath == PackPath::kTwoRows)
-                            finish_pack_two_rows<Op, G, N>(a, pack * N, x[k], acc);
-                        else
-                            finish_pack_background_first<Op, G, N>(a, pack * N, x[k], image, acc);
+                        finish_pack_two_rows<Op, G, N>(a, pack * N, x[k], acc);
                         continue;
                     }
                 }
@@ -341,17 +375,92 @@ __device__ __forceinline__ void elementwise_loss(const LossArgs& a) {
             }
         }
     }
-    // The tail: fewer than N elements after the last whole pack, one per thread of block 0.
-    const uint32_t tail_first = packs * N;
-    if (blockIdx.x == 0 && threadIdx.x < numel - tail_first) {
-        const uint32_t i = tail_first + threadIdx.x;
-        float x[N], t[N];
-        x[0] = to_f32(logits[i]);
-        t[0] = dense ? a.targets[i] : 0.0f;
+    elementwise_tail<Op, T, G>(a, packs, r, acc);
+    const double total = block_sum(acc);
+    if (threadIdx.x == 0) a.partials[blockIdx.x] = total;
+}
+
+// Variant v6 (kernels/README.md) of the sparse losses: the all-background pack path
+// (finish_pack_labelled) on a walk that keeps the loads of the next kStages - 1 packs in flight
+// while a pack is computed. Its predecessor v5 (the same pack path on the tile walk of
+// elementwise_loss) loaded a tile, waited, computed it and ended its block: a block's memory and
+// arithmetic did not overlap, and both the logits' latency and the block's start and final sum
+// were paid per 16 elements a thread (f32). Here a stage is one pack per thread (kBlock packs), blocks walk stages with a
+// grid stride (the host caps the grid, so each block takes many), and each thread copies its
+// pack of a later stage into its own slot of a shared-memory ring with cp.async while it
+// computes the current one; the labels of its next pack are read a pack ahead too. Each thread
+// reads back only its own slots, so there is no barrier in the loop.
+//
+// The same walk runs with scalar loads when a buffer is not 16-byte aligned (finish_elements on
+// every pack, as the tile walk's scalar path), so both give the same bits; the per-thread order of the
+// loss sum is its stages in order, then its tail element.
+template <class Op, class T, class G, int kStages>
+__device__ __forceinline__ void elementwise_loss_staged(const LossArgs& a) {
+    static_assert(Op::kSparse && Op::kPackPath == PackPath::kBackgroundFirst, "v6 walks the all-background pack path");
+    static_assert((kStages & (kStages - 1)) == 0 && kStages >= 2, "a ring of a power of two slots");
+    constexpr int N = Pack<T>::kCount;
+    __shared__ Pack<T> ring[kStages][kBlock];
+    const T* logits = static_cast<const T*>(a.logits);
+    const Pack<T>* logit_packs = reinterpret_cast<const Pack<T>*>(logits);
+    const uint32_t packs = uint32_t(a.numel) / N;
+    // This thread's packs: first_pack + k stride, for k = 0, 1, ... while below `packs` (no
+    // overflow: packs < 2^30 and kStages stride < 2^27).
+    const uint32_t stride = gridDim.x * uint32_t(kBlock);
+    const uint32_t first_pack = blockIdx.x * uint32_t(kBlock) + threadIdx.x;
+    const bool vector_io = vector_io_ok<false>(a);
+    const bool pack_path = vector_io && a.classes >= uint32_t(N);
+    double acc = 0.0;
+    RowCtx r;
+    r.row = 0xffffffffu;
+    ImageCtx image = first_image(a);
+    float zeros[N];
 #pragma unroll
-        for (int j = 1; j < N; ++j) x[j] = t[j] = 0.0f;
-        finish_elements<Op, T, G, N>(a, i, 1, x, t, false, r, acc);
+    for (int j = 0; j < N; ++j) zeros[j] = 0.0f;
+    if (pack_path) {
+        // Slot s of this thread is at slots + s * kSlotBytes. Every iteration commits a group
+        // (maybe empty), so "all but kStages - 1 groups done" means "this pack's".
+        constexpr uint32_t kSlotBytes = uint32_t(kBlock) * sizeof(Pack<T>);
+        const SharedAddr slots = shared_addr(&ring[0][threadIdx.x]);
+        uint32_t ahead = first_pack;
+#pragma unroll
+        for (int s = 0; s < kStages - 1; ++s) {
+            if (ahead < packs) cp_async16(slots + s * kSlotBytes, logit_packs + ahead);
+            cp_async_commit();
+            ahead += stride;
+        }
+        PackLabels next{};
+        if (first_pack < packs) next = pack_labels<N>(a, first_pack * N);
+        uint32_t k = 0;
+        for (uint32_t pack = first_pack; pack < packs; pack += stride, ahead += stride, ++k) {
+            if (ahead < packs) cp_async16(slots + ((k + kStages - 1) % kStages) * kSlotBytes, logit_packs + ahead);
+            cp_async_commit();
+            const PackLabels labels = next;
+            if (pack + stride < packs) next = pack_labels<N>(a, (pack + stride) * N);
+            cp_async_wait<kStages - 1>();
+            Pack<T> in;
+            ld_shared16(&in, slots + (k % kStages) * kSlotBytes);
+            float x[N];
+#pragma unroll
+            for (int j = 0; j < N; ++j) x[j] = to_f32(in.v[j]);
+            finish_pack_labelled<Op, G, N>(a, pack * N, labels, x, image, acc);
+        }
+        cp_async_wait<0>();
+    } else {
+        for (uint32_t pack = first_pack; pack < packs; pack += stride) {
+            const uint32_t first = pack * N;
+            float x[N];
+            if (vector_io) {
+                const Pack<T> in = logit_packs[pack];
+#pragma unroll
+                for (int j = 0; j < N; ++j) x[j] = to_f32(in.v[j]);
+            } else {
+#pragma unroll
+                for (int j = 0; j < N; ++j) x[j] = to_f32(logits[first + j]);
+            }
+            finish_elements<Op, T, G, N>(a, first, N, x, zeros, vector_io, r, acc);
+        }
     }
+    elementwise_tail<Op, T, G>(a, packs, r, acc);
     const double total = block_sum(acc);
     if (threadIdx.x == 0) a.partials[blockIdx.x] = total;
 }
@@ -366,6 +475,14 @@ __device__ __forceinline__ void elementwise_loss(const LossArgs& a) {
     extern "C" __global__ void __launch_bounds__(focal::kBlock, min_blocks)                     \
         focal_##loss##_##tname##_##gname(const focal::LossArgs args) {                          \
         focal::elementwise_loss<Op, T, G>(args);                                                \
+    }                                                                                           \
+    FOCAL_REGISTER(focal_##loss##_##tname##_##gname)
+
+// Variant v6's entry points: the staged walk with a ring of kStages packs per thread.
+#define FOCAL_STAGED_ENTRY_BOUNDS(loss, Op, T, tname, G, gname, min_blocks, stages)              \
+    extern "C" __global__ void __launch_bounds__(focal::kBlock, min_blocks)                     \
+        focal_##loss##_##tname##_##gname(const focal::LossArgs args) {                          \
+        focal::elementwise_loss_staged<Op, T, G, stages>(args);                                 \
     }                                                                                           \
     FOCAL_REGISTER(focal_##loss##_##tname##_##gname)
 

@@ -134,7 +134,7 @@ __device__ __forceinline__ uint32_t fast_div(uint32_t n, uint64_t magic) {
 // fast_div for a divisor d >= 2 (magic != 0), in 32-bit operations: with magic = hi 2^32 + lo,
 // the high 64 bits of magic n are those of (hi n + umulhi(lo, n)) 2^32 (the low part of lo n
 // cannot carry past them), so two multiplies (IMAD.HI, IMAD.WIDE) instead of five, and the
-// quotient comes out as a 32-bit register (variant v5).
+// quotient comes out as a 32-bit register (variant v6).
 __device__ __forceinline__ uint32_t fast_div_nonunit(uint32_t n, uint64_t magic) {
     const uint32_t lo = uint32_t(magic), hi = uint32_t(magic >> 32);
     return uint32_t((uint64_t(hi) * n + __umulhi(lo, n)) >> 32);
@@ -164,11 +164,11 @@ __device__ __forceinline__ float lg2_approx(float v) {
 #endif
 }
 
-// 2^v by the hardware (MUFU.EX2), flush to zero: variant v5's exp, as exp(-|x|) =
+// 2^v by the hardware (MUFU.EX2), flush to zero: variant v6's exp, as exp(-|x|) =
 // ex2_approx(-|x| log2(e)). Rounding that product to f32 costs ln(2) |x| log2(e) 2^-24 =
 // |x| 2^-24 relative in the result (2.7e-7 at |x| = 4.6, 5.2e-6 at |x| = 88) besides the unit's
 // own couple of ulp, so 3 |x| 2^-24 in the gamma-2 terms (about e^3): under the f32 checks'
-// relative 2e-5 wherever those terms are above f32's range, |x| < 35 (kernels/README.md, v5).
+// relative 2e-5 wherever those terms are above f32's range, |x| < 35 (kernels/README.md, v6).
 __device__ __forceinline__ float ex2_approx(float v) {
 #ifdef FOCAL_EMULATION
     return exp2f(v);
@@ -176,6 +176,60 @@ __device__ __forceinline__ float ex2_approx(float v) {
     float r;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
     return r;
+#endif
+}
+
+// 16-byte asynchronous copy from global to shared memory (sm_80's cp.async, through L2 only:
+// the logits are read once), committed in groups and waited for by group count, so a thread can
+// keep several loads in flight while it computes. Each thread of variant v6 reads back only what
+// it copied itself, so no barrier is needed: cp.async.wait_group orders the copy before the
+// thread's own shared-memory reads. The emulation copies at once.
+// A shared-memory address: 32 bits on the device (computed once, so that a loop does not
+// rebuild the shared window's base), a plain pointer in the emulation.
+#ifdef FOCAL_EMULATION
+using SharedAddr = char*;
+inline SharedAddr shared_addr(void* p) { return static_cast<char*>(p); }
+#else
+using SharedAddr = uint32_t;
+__device__ __forceinline__ SharedAddr shared_addr(void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+#endif
+
+__device__ __forceinline__ void cp_async16(SharedAddr dst, const void* global_src) {
+#ifdef FOCAL_EMULATION
+    std::memcpy(dst, global_src, 16);
+#else
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(global_src) : "memory");
+#endif
+}
+
+// Reads 16 bytes of shared memory into `out` (16 bytes). Volatile with a memory clobber: it must
+// stay after the cp_async_wait that made the bytes arrive.
+__device__ __forceinline__ void ld_shared16(void* out, SharedAddr src) {
+#ifdef FOCAL_EMULATION
+    std::memcpy(out, src, 16);
+#else
+    uint32_t w[4];
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3])
+                 : "r"(src)
+                 : "memory");
+    memcpy(out, w, 16);
+#endif
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+#ifndef FOCAL_EMULATION
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+
+// Waits until at most `kPending` of this thread's committed groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+#ifndef FOCAL_EMULATION
+    asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
 #endif
 }
 

@@ -78,21 +78,21 @@ struct SigmoidFocalSparseV4 {
     }
 };
 
-// Variant v5 (kernels/README.md): v4's gamma-2, scalar-alpha element math with a cheaper exp,
-// behind the all-background pack path (finish_pack_background_first): exp(-|x|) is one
-// MUFU.EX2 of -|x| log2(e) (ex2_approx) instead of expf's ~8 instructions, which costs |x| 2^-24
-// relative in e (2.7e-7 at |x| = 4.6; see ex2_approx). Its element lines repeat v4's gamma-2
-// ones instead of sharing a helper with them: the shared helper reordered v4's SASS, the code
-// the H200 table measured.
+// The element math of variant v6 (introduced with v5, deleted since: kernels/README.md): v4's
+// gamma-2, scalar-alpha element math with a cheaper exp, behind the all-background pack path
+// (finish_pack_labelled): exp(-|x|) is one MUFU.EX2 of -|x| log2(e) (ex2_approx) instead of
+// expf's ~8 instructions, which costs |x| 2^-24 relative in e (2.7e-7 at |x| = 4.6; see
+// ex2_approx). Its element lines repeat v4's gamma-2 ones instead of sharing a helper with them:
+// the shared helper reordered v4's SASS, the code the H200 table measured.
 //
 // kSeriesLog1p: log1p(e) as v4's log1p_unit (the series below 1/16), for gradients written in
 // f32. Without it, log1p(e) = ln(2) MUFU.LG2(1 + e) for every e: rounding u = 1 + e and the
 // unit's absolute error near 1 (about 2^-22) make l's relative error about 2^-22 / e, 2e-5 at
 // RetinaNet's prior (e ~ 0.01), inside the checks' absolute part but far from a few 1e-7. Only
 // the entry points that write bf16 or f16 take that (their own rounding is 2^-8 or 2^-11
-// relative), and it keeps them in 80 registers without spills.
+// relative), and it keeps them in 62 registers without spills.
 template <bool kSeriesLog1p>
-struct SigmoidFocalSparseV5 {
+struct SigmoidFocalSparseV6 {
     static constexpr bool kSparse = true;
     static constexpr PackPath kPackPath = PackPath::kBackgroundFirst;
 
@@ -161,13 +161,15 @@ FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV4
 FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV4<true>, __nv_bfloat16, bf16, float,
                                f32, 3)
 
-// v5: gamma = 2 with a scalar alpha or none only (plan.rs sends other parameters to `_v4`); v4's
-// gamma-2 bounds where the gradient is in the input type, 2 blocks per multiprocessor (up to
-// 128 registers) for half inputs with an f32 gradient, where the series for log1p spilled at 80.
-FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v5_g2, focal::SigmoidFocalSparseV5<true>, float, f32, float, f32, 4)
-FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v5_g2, focal::SigmoidFocalSparseV5<false>, __half, f16, __half, f16, 3)
-FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v5_g2, focal::SigmoidFocalSparseV5<true>, __half, f16, float, f32, 2)
-FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v5_g2, focal::SigmoidFocalSparseV5<false>, __nv_bfloat16, bf16,
-                               __nv_bfloat16, bf16, 3)
-FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v5_g2, focal::SigmoidFocalSparseV5<true>, __nv_bfloat16, bf16, float,
-                               f32, 2)
+// v6: gamma = 2 with a scalar alpha or none only (plan.rs sends other parameters to `_v4`), on the
+// staged walk (elementwise_loss_staged): the next 7 packs of each thread in flight (a ring of 8
+// slots, 32 KiB of shared memory a block). One more block per multiprocessor than v4 and v5 asked
+// for, without spills: 5 for f32 (48 registers), 4 for the half types (62), 3 for half inputs
+// with an f32 gradient (78-80, where the series for log1p is kept).
+FOCAL_STAGED_ENTRY_BOUNDS(sigmoid_sparse_v6_g2, focal::SigmoidFocalSparseV6<true>, float, f32, float, f32, 5, 8)
+FOCAL_STAGED_ENTRY_BOUNDS(sigmoid_sparse_v6_g2, focal::SigmoidFocalSparseV6<false>, __half, f16, __half, f16, 4, 8)
+FOCAL_STAGED_ENTRY_BOUNDS(sigmoid_sparse_v6_g2, focal::SigmoidFocalSparseV6<true>, __half, f16, float, f32, 3, 8)
+FOCAL_STAGED_ENTRY_BOUNDS(sigmoid_sparse_v6_g2, focal::SigmoidFocalSparseV6<false>, __nv_bfloat16, bf16,
+                          __nv_bfloat16, bf16, 4, 8)
+FOCAL_STAGED_ENTRY_BOUNDS(sigmoid_sparse_v6_g2, focal::SigmoidFocalSparseV6<true>, __nv_bfloat16, bf16, float,
+                          f32, 3, 8)

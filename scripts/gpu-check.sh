@@ -16,6 +16,12 @@
 #      copy of the same bytes and torchvision eager / torch.compile when torch is importable.
 # and writes the logs and a Markdown summary under $OUT (default target/gpu-check-out).
 # With the device tool: carry `target/gpu-carry` and run `bash scripts/gpu-check.sh run`.
+#
+#   scripts/gpu-check.sh variant v6  # on the GPU machine: a shorter run for one new variant (about 4 minutes)
+#
+# `variant V` runs the kernel tests' GPU instances, `xtask check-kernels --only V`, `xtask bench gpu`
+# and, when Nsight Compute is there, `ncu` on one call each of v4 and V (f32 and bf16): throughput,
+# occupancy, warp stall reasons (ncu-*.log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 carry=target/gpu-carry
@@ -42,7 +48,13 @@ build)
     gzip -9 "$carry"/*
     du -sh "$carry"/*
     ;;
-run)
+run | variant)
+    mode=$1
+    variant=${2:-}
+    if [ "$mode" = variant ] && [ -z "$variant" ]; then
+        echo "usage: scripts/gpu-check.sh variant v6" >&2
+        exit 2
+    fi
     out=${OUT:-target/gpu-check-out}
     mkdir -p "$out"
     for packed in "$carry"/*.gz; do
@@ -71,15 +83,34 @@ run)
             status=1
         fi
     }
-    step gpu-tests "$carry/focal-cuda-gpu-tests"
-    # Every property of the kernel tests, GPU instance (the emulated twins ran in CI).
-    step kernel-tests-gpu "$carry/focal-cuda-lib-tests" ::gpu
-    # RetinaNet's focal loss through focal-cuda against focal-core (GPU comparison not skipped).
-    step retinanet-cuda "$carry/retinanet-cuda-tests" --nocapture
-    # Bounded (270 s, the bench 150 s) so the whole run stays under 8 minutes; if it runs out,
-    # `xtask check-kernels --quick` stops at 3 x 1001 x 80.
-    step check-kernels timeout 270 "$carry/xtask" check-kernels
-    step bench-gpu timeout 150 "$carry/xtask" bench gpu --json "$out/bench-gpu.json"
+    if [ "$mode" = variant ]; then
+        step kernel-tests-gpu "$carry/focal-cuda-lib-tests" ::gpu
+        step check-kernels timeout 120 "$carry/xtask" check-kernels --only "$variant"
+        step bench-gpu timeout 150 "$carry/xtask" bench gpu --json "$out/bench-gpu.json"
+        ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || true)
+        if [ -n "$ncu" ]; then
+            for pair in f32_f32 bf16_bf16; do
+                # --quick: 10 calls a row; the first two launches that match are v4's and V's warm-ups.
+                step "ncu-$pair" timeout 90 env FOCAL_PYTHON=false "$ncu" --target-processes application-only \
+                    -k "regex:sigmoid_sparse_(v4|$variant)_g2_${pair}\$" -c 2 \
+                    --section SpeedOfLight --section Occupancy --section LaunchStats \
+                    --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis \
+                    "$carry/xtask" bench gpu --quick
+            done
+        else
+            echo "no ncu on this machine: no profile" | tee -a "$summary"
+        fi
+    else
+        step gpu-tests "$carry/focal-cuda-gpu-tests"
+        # Every property of the kernel tests, GPU instance (the emulated twins ran in CI).
+        step kernel-tests-gpu "$carry/focal-cuda-lib-tests" ::gpu
+        # RetinaNet's focal loss through focal-cuda against focal-core (GPU comparison not skipped).
+        step retinanet-cuda "$carry/retinanet-cuda-tests" --nocapture
+        # Bounded (270 s, the bench 150 s) so the whole run stays under 8 minutes; if it runs out,
+        # `xtask check-kernels --quick` stops at 3 x 1001 x 80.
+        step check-kernels timeout 270 "$carry/xtask" check-kernels
+        step bench-gpu timeout 150 "$carry/xtask" bench gpu --json "$out/bench-gpu.json"
+    fi
     {
         echo
         sed -n '/^## GPU/,/^$/p;/^| /p' "$out/bench-gpu.log" | awk '!seen[$0]++'
@@ -89,7 +120,7 @@ run)
     exit $status
     ;;
 *)
-    echo "usage: scripts/gpu-check.sh build|run" >&2
+    echo "usage: scripts/gpu-check.sh build|run|variant V" >&2
     exit 2
     ;;
 esac

@@ -47,7 +47,7 @@ fn bench_dtype<T: DeviceElement>(c: &mut Criterion, focal: &FocalCuda, images: u
     let mut group = c.benchmark_group("sigmoid_focal_fwd_bwd_gpu");
     group.sample_size(30);
     group.throughput(Throughput::Bytes((dims.numel() * 2 * T::BYTES + dims.rows() * 4) as u64));
-    for (name, variant) in [("cuda_v1", Variant::V1), ("cuda_v4", Variant::V4), ("cuda_v5", Variant::V5)] {
+    for (name, variant) in [("cuda_v1", Variant::V1), ("cuda_v4", Variant::V4), ("cuda_v6", Variant::V6)] {
         let call = Call {
             variant,
             ..Call::new(Objective::SigmoidFocal(FocalParams::retinanet()), dims, Normalization::ForegroundPerImage)

@@ -1,4 +1,4 @@
-//! `cargo xtask check-kernels [--quick] [--seed N]`: every kernel on a real GPU, fresh random
+//! `cargo xtask check-kernels [--quick] [--seed N] [--only VARIANT]`: every kernel on a real GPU, fresh random
 //! inputs from a handful of elements to 1M anchors x 80 classes, outputs poisoned (NaN bytes)
 //! before every run, every gradient and elementwise loss compared with `focal_core::reference`
 //! (tolerances in `focal_cuda::verify`), and loss and gradient bit-identical across 3 runs.
@@ -174,13 +174,22 @@ fn objective_name(o: &Objective) -> &'static str {
 /// Entry point of `cargo xtask check-kernels`.
 pub fn main(args: &[String]) -> Result<()> {
     let mut quick = false;
+    let mut only: Option<Variant> = None;
     let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs());
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--seed" => seed = it.next().context("--seed N")?.parse().context("--seed N")?,
-            other => bail!("usage: cargo xtask check-kernels [--quick] [--seed N] (got {other})"),
+            "--only" => {
+                only = Some(match it.next().map(String::as_str) {
+                    Some("v1") => Variant::V1,
+                    Some("v4") => Variant::V4,
+                    Some("v6") => Variant::V6,
+                    other => bail!("--only v1|v4|v6 (got {other:?})"),
+                })
+            }
+            other => bail!("usage: cargo xtask check-kernels [--quick] [--seed N] [--only VARIANT] (got {other})"),
         }
     }
     let Some(focal) = gpu_or_skip()? else {
@@ -195,30 +204,45 @@ pub fn main(args: &[String]) -> Result<()> {
         shapes.push(Dims::new(1, 1_000_000, 80));
     }
     let v1 = Variant::V1;
-    let cases: Vec<(Objective, &str, Normalization, Variant)> = vec![
-        (Objective::SigmoidFocal(FocalParams::retinanet()), "sparse", Normalization::ForegroundPerImage, v1),
-        (Objective::SigmoidFocal(FocalParams::retinanet()), "sparse", Normalization::ForegroundPerImage, Variant::V4),
-        (Objective::SigmoidFocal(FocalParams::retinanet()), "sparse", Normalization::ForegroundPerImage, Variant::V5),
-        (Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5)?), "sparse", Normalization::ForegroundPerBatch, v1),
-        (Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5)?), "sparse", Normalization::Sum, Variant::V4),
-        (Objective::SigmoidFocal(FocalParams::new(None, 0.5)?), "dense/anchor", Normalization::Normalizer(100.0), v1),
-        (Objective::SoftmaxFocal(FocalParams::retinanet()), "sparse", Normalization::Mean, v1),
-        (Objective::Varifocal(VarifocalParams::mmdet()), "dense/element", Normalization::Normalizer(100.0), v1),
-        (Objective::QualityFocal { beta: 2.0 }, "dense/element", Normalization::Mean, v1),
+    let retina = || Objective::SigmoidFocal(FocalParams::retinanet());
+    let per_image = Normalization::ForegroundPerImage;
+    let gamma_15 = Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5)?);
+    let gamma_05 = Objective::SigmoidFocal(FocalParams::new(None, 0.5)?);
+    // (objective, target, normalisation, variant, block limit); the first three run every pair
+    // of types at 1M x 80, the others f32 and bf16 there.
+    let cases: Vec<(Objective, &str, Normalization, Variant, Option<u32>)> = vec![
+        (retina(), "sparse", per_image, v1, None),
+        (retina(), "sparse", per_image, Variant::V4, None),
+        (retina(), "sparse", per_image, Variant::V6, None),
+        // v6 with a small grid: hundreds of stages per block at 1M x 80.
+        (retina(), "sparse", Normalization::ForegroundPerBatch, Variant::V6, Some(37)),
+        (gamma_15.clone(), "sparse", Normalization::ForegroundPerBatch, v1, None),
+        (gamma_15, "sparse", Normalization::Sum, Variant::V4, None),
+        (gamma_05, "dense/anchor", Normalization::Normalizer(100.0), v1, None),
+        (Objective::SoftmaxFocal(FocalParams::retinanet()), "sparse", Normalization::Mean, v1, None),
+        (Objective::Varifocal(VarifocalParams::mmdet()), "dense/element", Normalization::Normalizer(100.0), v1, None),
+        (Objective::QualityFocal { beta: 2.0 }, "dense/element", Normalization::Mean, v1, None),
     ];
+    let cases: Vec<_> = cases.into_iter().filter(|c| only.is_none_or(|v| c.3 == v)).collect();
     let mut failures = 0;
     let mut count = 0;
     for (k, dims) in shapes.iter().enumerate() {
         let big = dims.numel() > 10_000_000;
-        for (j, (objective, target, normalization, variant)) in cases.iter().enumerate() {
-            let call = Call { upstream: 0.5, variant: *variant, ..Call::new(objective.clone(), *dims, *normalization) };
+        for (j, (objective, target, normalization, variant, max_blocks)) in cases.iter().enumerate() {
+            let call = Call {
+                upstream: 0.5,
+                variant: *variant,
+                max_blocks: *max_blocks,
+                ..Call::new(objective.clone(), *dims, *normalization)
+            };
             let case_seed = seed.wrapping_add((100 * k + j) as u64);
             type Check = fn(&FocalCuda, &Call, &str, u64) -> Result<String>;
             let mut pairs: Vec<(&str, Check)> =
                 vec![("f32->f32", check_case::<f32, f32>), ("bf16->bf16", check_case::<bf16, bf16>)];
-            // At 1M x 80 every pair of the RetinaNet loss (v1 and v4), and f32 + bf16 of the
-            // others (v5 included, which the smaller shapes check at every pair).
-            if !big || j <= 1 {
+            // At 1M x 80 every pair of the RetinaNet loss (v1, v4, v6), and f32 + bf16 of the
+            // others (v6 under a block limit included, which the smaller shapes check at every
+            // pair).
+            if !big || j <= 1 || (*variant == Variant::V6 && max_blocks.is_none()) {
                 pairs.push(("f16->f16", check_case::<f16, f16>));
                 pairs.push(("f16->f32", check_case::<f16, f32>));
                 pairs.push(("bf16->f32", check_case::<bf16, f32>));
@@ -226,7 +250,7 @@ pub fn main(args: &[String]) -> Result<()> {
             for (name, check) in pairs {
                 count += 1;
                 let label = format!(
-                    "{:<14} {:?} {:<13} {:<10} [{}, {}, {}] {:?}",
+                    "{:<14} {:?} {:<13} {:<10} [{}, {}, {}] {:?}{}",
                     objective_name(objective),
                     variant,
                     target,
@@ -234,7 +258,8 @@ pub fn main(args: &[String]) -> Result<()> {
                     dims.images,
                     dims.anchors,
                     dims.classes,
-                    normalization
+                    normalization,
+                    max_blocks.map_or(String::new(), |b| format!(" <= {b} blocks")),
                 );
                 match check(&focal, &call, target, case_seed) {
                     Ok(msg) => println!("{label}: {msg}"),

@@ -54,15 +54,21 @@ pub struct Call {
     pub normalization: Normalization,
     /// Upstream gradient multiplied into the written gradient.
     pub upstream: f64,
-    /// Which kernel variant runs where several compete (default: v4, the fastest measured; v1 is
+    /// Which kernel variant runs where several compete (default: v6, the fastest measured; v1 is
     /// the reference).
     pub variant: Variant,
+    /// At most this many blocks for the loss kernel (`None`: the variant's own grid, a function
+    /// of the shape). Every loss kernel walks its work with a grid stride, so any limit computes
+    /// the same gradient bits; the loss is summed per block, so its last bits follow the grid,
+    /// and they stay the same from run to run and card to card for a given shape and limit.
+    /// For tuning: `cargo xtask bench gpu` times v6 under a few limits.
+    pub max_blocks: Option<u32>,
 }
 
 impl Call {
     /// A call with upstream gradient 1 and the default kernel variant.
     pub fn new(objective: Objective, dims: Dims, normalization: Normalization) -> Self {
-        Call { objective, dims, normalization, upstream: 1.0, variant: Variant::default() }
+        Call { objective, dims, normalization, upstream: 1.0, variant: Variant::default(), max_blocks: None }
     }
 }
 
@@ -499,6 +505,7 @@ impl FocalCuda {
             normalization: call.normalization,
             upstream: call.upstream,
             variant: call.variant,
+            max_blocks: call.max_blocks,
         };
         let steps = plan::plan(&req, &bufs, &ws)?;
         self.execute(&steps)

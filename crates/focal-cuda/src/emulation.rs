@@ -264,6 +264,7 @@ pub(crate) fn run_case<T: Copy, G: Copy>(
         normalization,
         upstream,
         variant: VARIANT.with(|v| v.get()),
+        max_blocks: None,
     };
     let steps = plan::plan(&req, &bufs, &ws.ptrs())?;
     emu.run(&steps);

@@ -90,7 +90,7 @@ fn run_gpu<T: DeviceElement, G: DeviceElement>(
     };
     let mut ws = Workspace::new(s, dims).expect("workspace");
     let variant = crate::emulation::VARIANT.with(|v| v.get());
-    let call = Call { objective: objective.clone(), dims, normalization, upstream, variant };
+    let call = Call { objective: objective.clone(), dims, normalization, upstream, variant, max_blocks: None };
     focal
         .forward_backward::<T, G>(
             &call,
@@ -309,20 +309,22 @@ fn sigmoid_sparse_v4_matches_reference<T: DeviceElement, G: DeviceElement>(backe
 }
 per_dtype!(sigmoid_sparse_v4, sigmoid_sparse_v4_matches_reference);
 
-/// Variant v5 on the same cases: its gamma-2 entry points (RetinaNet's objective; the others run
+/// Variant v6 on the same cases: its gamma-2 entry points (RetinaNet's objective; the others run
 /// v4's general ones), whole packs with its all-background fast path and v4's pack path behind
-/// it, and the element path (C = 1, 5).
-fn sigmoid_sparse_v5_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
-    with_variant(crate::plan::Variant::V5, || sigmoid_sparse_matches_reference::<T, G>(backend));
+/// it, and the element path (C = 1, 5), on the staged walk (the shapes are small, so each block
+/// has a stage or two; `v6_ring_wraps_around` walks many per block).
+fn sigmoid_sparse_v6_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
+    with_variant(crate::plan::Variant::V6, || sigmoid_sparse_matches_reference::<T, G>(backend));
 }
-per_dtype!(sigmoid_sparse_v5, sigmoid_sparse_v5_matches_reference);
+per_dtype!(sigmoid_sparse_v6, sigmoid_sparse_v6_matches_reference);
 
-/// v5's fast path against the reference where it must step aside: packs of all-background rows
-/// with a NaN logit, ignored rows with NaN logits, a bad label, and packs that straddle two
-/// images with different scales (one foreground anchor in image 0, two in image 1), for packs
-/// of 4 (f32) and 8 (half) elements, on the vector and the scalar (misaligned) path.
-fn sigmoid_sparse_v5_fast_path_steps_aside<T: DeviceElement, G: DeviceElement>(backend: Backend) {
-    with_variant(crate::plan::Variant::V5, || {
+/// v6's fast path against the reference where it must step aside:
+/// packs of all-background rows with a NaN logit, ignored rows with NaN logits, a bad label, and
+/// packs that straddle two images with different scales (one foreground anchor in image 0, two
+/// in image 1), for packs of 4 (f32) and 8 (half) elements, on the vector and the scalar
+/// (misaligned) path.
+fn sigmoid_sparse_v6_fast_path_steps_aside<T: DeviceElement, G: DeviceElement>(backend: Backend) {
+    with_variant(crate::plan::Variant::V6, || {
         // 2 images x 7 anchors x 9 classes: image 1 starts at element 63, inside a pack.
         let dims = Dims::new(2, 7, 9);
         let mut labels = vec![-1; 14];
@@ -368,7 +370,51 @@ fn sigmoid_sparse_v5_fast_path_steps_aside<T: DeviceElement, G: DeviceElement>(b
         assert!(out.grad[45..54].iter().chain(&out.grad[63..72]).all(|g| g.to_f64().is_finite()));
     });
 }
-per_dtype!(sigmoid_sparse_v5_fast_path, sigmoid_sparse_v5_fast_path_steps_aside);
+per_dtype!(sigmoid_sparse_v6_fast_path, sigmoid_sparse_v6_fast_path_steps_aside);
+
+/// v6 with a grid of 1, 2 and 3 blocks, so that each block walks 3 to 9 stages (its ring of 8
+/// slots wraps around, and later stages are copied while earlier ones are computed): every
+/// element against the reference, foreground rows and ignored rows included, aligned and
+/// misaligned, at each pair of types; and the gradient's bits do not depend on the grid.
+fn v6_ring_wraps_around<T: DeviceElement, G: DeviceElement>(backend: Backend) {
+    if !backend.here() {
+        return;
+    }
+    with_variant(crate::plan::Variant::V6, || {
+        // 4,504 f32 packs (18 stages) or 2,252 half packs (9 stages), and a tail of 2.
+        let dims = Dims::new(2, 1001, 9);
+        let objective = Objective::SigmoidFocal(FocalParams::retinanet());
+        let mut rng = Rng::new(33);
+        let logits = verify::random_logits::<T>(&mut rng, dims.numel());
+        let labels = verify::random_labels(&mut rng, dims.rows(), dims.classes, false);
+        let target = CaseTarget::Sparse(labels);
+        let norm = Normalization::ForegroundPerImage;
+        let mut first_grad: Option<Vec<u64>> = None;
+        for cap in [1, 2, 3] {
+            crate::plan::GRID_CAP.with(|c| c.set(cap));
+            let want = verify::reference(&objective, dims, &logits, &target, norm, 0.5, 1).expect("reference");
+            for misalign in [false, true] {
+                let out = backend.run::<T, G>(&objective, dims, &logits, &target, norm, 0.5, misalign);
+                let out = out.expect("backend is here");
+                let grad: Vec<f64> = out.grad.iter().map(|g| g.to_f64()).collect();
+                let tolerance = Tolerance::for_dtype(G::DTYPE);
+                if let Err(m) = verify::compare("grad", &grad, &want.grad, tolerance, want.unit) {
+                    panic!("{} -> {} grid {cap} misaligned {misalign}: {m}", T::NAME, G::NAME);
+                }
+                if let Err(m) = verify::compare("loss", &[out.loss], &[want.loss], Tolerance::LOSS, want.unit / 0.5) {
+                    panic!("{} -> {} grid {cap} misaligned {misalign}: {m}", T::NAME, G::NAME);
+                }
+                let bits: Vec<u64> = grad.iter().map(|g| g.to_bits()).collect();
+                match &first_grad {
+                    None => first_grad = Some(bits),
+                    Some(first) => assert!(first == &bits, "gradient bits changed with grid {cap}"),
+                }
+            }
+        }
+        crate::plan::GRID_CAP.with(|c| c.set(crate::plan::MAX_GRID));
+    });
+}
+per_dtype!(v6_ring, v6_ring_wraps_around);
 
 fn sigmoid_dense_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
     let objectives = [
@@ -510,7 +556,7 @@ fn scalar_path_and_repeated_runs_are_bit_identical(backend: Backend) {
 }
 per_backend!(scalar_path_and_repeated_runs_are_bit_identical);
 
-/// The whole-pack paths of v4 and v5 (C >= the pack size) keep the element rules of the element
+/// The whole-pack paths of v4 and v6 (C >= the pack size) keep the element rules of the element
 /// path: NaN in gives NaN out, an ignored anchor contributes nothing even with a NaN logit, a bad
 /// label is flagged with its row and gives NaN there, on the vector and the scalar (misaligned)
 /// path.
@@ -539,12 +585,12 @@ fn v4_pack_path_keeps_the_element_rules(backend: Backend) {
 }
 per_backend!(v4_pack_path_keeps_the_element_rules);
 
-fn v5_pack_path_keeps_the_element_rules(backend: Backend) {
-    pack_path_keeps_the_element_rules(backend, crate::plan::Variant::V5);
+fn v6_pack_path_keeps_the_element_rules(backend: Backend) {
+    pack_path_keeps_the_element_rules(backend, crate::plan::Variant::V6);
 }
-per_backend!(v5_pack_path_keeps_the_element_rules);
+per_backend!(v6_pack_path_keeps_the_element_rules);
 
-/// v4 and v5: the whole-pack paths and the scalar path give the same bits, for every entry point,
+/// v4 and v6: the whole-pack paths and the scalar path give the same bits, for every entry point,
 /// on rows that packs straddle, across the image boundary (element 9009, inside a pack) and on
 /// a tail; repeated runs too.
 fn pack_and_scalar_paths_are_bit_identical<T: DeviceElement>(backend: Backend, variant: crate::plan::Variant) {
@@ -582,12 +628,12 @@ fn v4_pack_and_scalar_paths_are_bit_identical(backend: Backend) {
 }
 per_backend!(v4_pack_and_scalar_paths_are_bit_identical);
 
-fn v5_pack_and_scalar_paths_are_bit_identical(backend: Backend) {
-    pack_and_scalar_paths_are_bit_identical::<f32>(backend, crate::plan::Variant::V5);
-    pack_and_scalar_paths_are_bit_identical::<bf16>(backend, crate::plan::Variant::V5);
-    pack_and_scalar_paths_are_bit_identical::<f16>(backend, crate::plan::Variant::V5);
+fn v6_pack_and_scalar_paths_are_bit_identical(backend: Backend) {
+    pack_and_scalar_paths_are_bit_identical::<f32>(backend, crate::plan::Variant::V6);
+    pack_and_scalar_paths_are_bit_identical::<bf16>(backend, crate::plan::Variant::V6);
+    pack_and_scalar_paths_are_bit_identical::<f16>(backend, crate::plan::Variant::V6);
 }
-per_backend!(v5_pack_and_scalar_paths_are_bit_identical);
+per_backend!(v6_pack_and_scalar_paths_are_bit_identical);
 
 fn empty_input_is_a_zero_loss(backend: Backend) {
     let Some(out) = run_sigmoid_sparse(backend, &[], &[], Dims::new(2, 0, 80), false) else { return };
@@ -649,6 +695,7 @@ fn gradient_in_place_over_logits_matches_separate_buffer() {
             normalization: Normalization::Sum,
             upstream: 1.0,
             variant: crate::plan::Variant::V1,
+            max_blocks: None,
         };
         emu.run(&crate::plan::plan(&req, &bufs, &ws.ptrs()).unwrap());
         assert!(x.iter().zip(&separate.grad).all(|(a, b)| a.to_bits() == b.to_bits()), "{objective:?}");

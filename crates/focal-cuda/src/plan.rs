@@ -22,6 +22,11 @@ const SOFTMAX_TILE_ROWS: u64 = 8 * 4;
 const COUNT_ROWS_PER_THREAD: u64 = 16;
 /// The most blocks a loss kernel is launched with; the workspace holds one partial per block.
 pub const MAX_GRID: u32 = 1 << 16;
+/// The most blocks of variant v6's staged walk (each block walks many stages of `BLOCK` packs).
+/// Measured on an H200 at 8 x 120,087 x 80 (kernels/README.md): of 512, 1024, 2048, 4096 and
+/// 8192 blocks, 1024 was 1.3% (f32), 0.3% (bf16) and 1.1% (f16) slower than the best of each
+/// type, and 8192 was 3 to 5% slower than 1024.
+pub const V6_GRID: u32 = 1024;
 /// The kernels index elements with 32-bit integers.
 pub const MAX_NUMEL: usize = u32::MAX as usize;
 
@@ -61,26 +66,31 @@ pub enum Normalization {
 }
 
 /// Which variant of a kernel runs, where several compete (kernels/README.md). Only the sparse
-/// sigmoid focal loss has several; the others ignore this. v2 and v3 were measured and deleted (the
-/// table in kernels/README.md).
+/// sigmoid focal loss has several; the others ignore this. v2, v3 and v5 were measured and deleted
+/// (the table in kernels/README.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Variant {
     /// The reference variant: accurate `expf`, IEEE division, `log1pf`, element by element.
     V1,
-    /// The default: hardware reciprocal and log2 (flush to zero), element math without branches
-    /// over whole packs (`finish_pack_two_rows` in kernels/elementwise.cuh), and entry points
-    /// specialised for gamma = 2 with a scalar alpha, under tighter register bounds. On an H200
-    /// at 8 x 120,087 x 80 (RetinaNet's loss, one run): 276.9 us against v1's 420.1 us in f32,
-    /// 265.9 us against 540.9 us in bf16.
-    #[default]
+    /// Hardware reciprocal and log2 (flush to zero), element math without branches over whole
+    /// packs (`finish_pack_two_rows` in kernels/elementwise.cuh), and entry points specialised
+    /// for gamma = 2 with a scalar alpha, under tighter register bounds; its general entry points
+    /// (any gamma, per-class alpha) serve v6 too. On an H200 at 8 x 120,087 x 80 (RetinaNet's
+    /// loss, 2026-11-28): 269.0 us against v1's 413.5 us in f32, 259.3 us against 534.3 us in
+    /// bf16.
     V4,
-    /// v4 with an all-background fast path for whole packs (rows all background, in one
-    /// image: no label, ignore, bad-label or NaN selects; any other pack, or one whose loss sum
-    /// is NaN, takes v4's pack path) and `exp` as one hardware `ex2`
-    /// (`finish_pack_background_first` in kernels/elementwise.cuh); `log1p(e)` as v4's where the
-    /// gradient is f32, one hardware `lg2` where it is bf16 or f16. Gamma = 2 with a scalar
-    /// alpha only; other parameters run v4's general entry points. Not timed on a GPU yet.
-    V5,
+    /// The default. For gamma = 2 with a scalar alpha or none (other parameters run v4's general
+    /// entry points): an all-background fast path for whole packs (rows all background, in one
+    /// image: no label, ignore, bad-label or NaN selects; any other pack, or one whose loss sum is
+    /// NaN, takes v4's pack path), `exp` as one hardware `ex2`, and `log1p(e)` as v4's where the
+    /// gradient is f32, one hardware `lg2` where it is bf16 or f16 (`finish_pack_labelled` in
+    /// kernels/elementwise.cuh); on a staged walk (`elementwise_loss_staged`): a grid of at most
+    /// [`V6_GRID`] blocks walks stages of one 16-byte pack per thread, and each thread keeps its
+    /// next 7 packs in flight (`cp.async` into a shared-memory ring) while it computes the
+    /// current one. On an H200 at 8 x 120,087 x 80 (same run as v4's figures): 200.9 us in f32
+    /// (76% of a device-to-device copy's bandwidth), 142.4 us in bf16 (57%).
+    #[default]
+    V6,
 }
 
 /// The problem shape: logits `[images, anchors, classes]`, row-major.
@@ -221,6 +231,7 @@ pub(crate) struct Request<'a> {
     pub normalization: Normalization,
     pub upstream: f64,
     pub variant: Variant,
+    pub max_blocks: Option<u32>,
 }
 
 /// Whether the sparse sigmoid kernels' gamma = 2, scalar-alpha entry points apply (the kernel
@@ -253,6 +264,14 @@ pub(crate) fn elementwise_grid(numel: usize, input: Dtype) -> u32 {
     let tile = u64::from(BLOCK) * PACKS_PER_THREAD;
     let tiles = (numel as u64 / pack).div_ceil(tile);
     tiles.clamp(1, grid_cap()) as u32
+}
+
+/// Blocks of variant v6's staged walk: one per stage of `BLOCK` packs, at least one, at most
+/// [`V6_GRID`].
+pub(crate) fn staged_grid(numel: usize, input: Dtype) -> u32 {
+    let pack = (16 / input.bytes()) as u64;
+    let stages = (numel as u64 / pack).div_ceil(u64::from(BLOCK));
+    stages.clamp(1, grid_cap().min(u64::from(V6_GRID))) as u32
 }
 
 /// Blocks of the softmax kernel: one per tile of 32 rows, at least one, at most `MAX_GRID`.
@@ -348,9 +367,9 @@ pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Res
                 Variant::V1 => "sigmoid_sparse",
                 // Entry points specialised for RetinaNet's gamma = 2 with a scalar alpha (or none).
                 Variant::V4 if retina_g2(p) => "sigmoid_sparse_v4_g2",
-                Variant::V5 if retina_g2(p) => "sigmoid_sparse_v5_g2",
-                // v5 has gamma-2 entry points only.
-                Variant::V4 | Variant::V5 => "sigmoid_sparse_v4",
+                Variant::V6 if retina_g2(p) => "sigmoid_sparse_v6_g2",
+                // v6 has gamma-2 entry points only.
+                Variant::V4 | Variant::V6 => "sigmoid_sparse_v4",
             }
         }
         (Objective::SigmoidFocal(p), TargetKind::Dense(_)) => {
@@ -433,8 +452,16 @@ pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Res
         0
     } else if softmax {
         softmax_grid(req.dims.rows())
+    } else if loss_name == "sigmoid_sparse_v6_g2" {
+        staged_grid(numel, req.input)
     } else {
         elementwise_grid(numel, req.input)
+    };
+    // Every loss kernel walks its tiles with a grid stride, so any grid computes the same
+    // elements; the loss sum's order (and so its last bits) follows the grid.
+    let grid = match req.max_blocks {
+        Some(limit) => grid.min(limit.max(1)),
+        None => grid,
     };
     if grid > 0 {
         steps.push(Step::Launch {
@@ -471,6 +498,7 @@ mod tests {
             normalization: Normalization::Sum,
             upstream: 1.0,
             variant: Variant::V1,
+            max_blocks: None,
         }
     }
 
@@ -511,6 +539,58 @@ mod tests {
         assert!(matches!(r, Err(CudaError::Core(_))), "{r:?}");
     }
 
+    /// The loss kernel and its grid, and the grid the final sum reads its partials from.
+    fn loss_launch(req: &Request<'_>) -> (String, u32, u32) {
+        let steps = plan(req, &Buffers::default(), &WorkspacePtrs::default()).expect("valid request");
+        let mut loss = None;
+        let mut partials = None;
+        for step in steps {
+            if let Step::Launch { kernel, grid, args } = step {
+                match args {
+                    KernelArgs::Loss(_) => loss = Some((kernel, grid.0)),
+                    KernelArgs::Reduce(r) if kernel == "focal_reduce_partials" => partials = Some(r.num_partials),
+                    KernelArgs::Reduce(_) => {}
+                }
+            }
+        }
+        let (kernel, grid) = loss.expect("a loss launch");
+        (kernel, grid, partials.expect("a final sum"))
+    }
+
+    #[test]
+    fn v6_is_the_default_for_retinanet_and_caps_its_grid() {
+        let retina = Objective::SigmoidFocal(FocalParams::retinanet());
+        let mut req = request(&retina, TargetKind::Sparse);
+        req.variant = Variant::default();
+        req.dims = Dims::new(8, 120_087, 80);
+        assert_eq!(loss_launch(&req), ("focal_sigmoid_sparse_v6_g2_f32_f32".into(), V6_GRID, V6_GRID));
+        // Another gamma runs v4's general entry point on its own grid.
+        let general = Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5).unwrap());
+        let req = Request { objective: &general, ..req.clone() };
+        assert_eq!(loss_launch(&req), ("focal_sigmoid_sparse_v4_f32_f32".into(), 18_764, 18_764));
+    }
+
+    #[test]
+    fn max_blocks_caps_every_loss_grid_and_the_final_sum_follows() {
+        let retina = Objective::SigmoidFocal(FocalParams::retinanet());
+        let softmax = Objective::SoftmaxFocal(FocalParams::retinanet());
+        for (objective, variant) in [(&retina, Variant::V6), (&retina, Variant::V1), (&softmax, Variant::V1)] {
+            let mut req = request(objective, TargetKind::Sparse);
+            req.variant = variant;
+            req.dims = Dims::new(2, 100_000, 80);
+            let (_, own, _) = loss_launch(&req);
+            assert!(own > 37, "{own}");
+            req.max_blocks = Some(37);
+            let (_, grid, partials) = loss_launch(&req);
+            assert_eq!((grid, partials), (37, 37));
+            // A limit above the variant's own grid changes nothing; 0 means one block.
+            req.max_blocks = Some(own + 1);
+            assert_eq!(loss_launch(&req).1, own);
+            req.max_blocks = Some(0);
+            assert_eq!(loss_launch(&req).1, 1);
+        }
+    }
+
     #[test]
     fn per_class_alpha_of_wrong_length_is_an_error() {
         let o = Objective::SigmoidFocal(FocalParams::per_class(vec![0.25; 2], 2.0).unwrap());
@@ -526,5 +606,9 @@ mod tests {
         assert_eq!(elementwise_grid(8 * 120_087 * 80, Dtype::F32), 18_764);
         assert_eq!(elementwise_grid(MAX_NUMEL, Dtype::F16), MAX_GRID);
         assert_eq!(softmax_grid(33), 2);
+        assert_eq!(staged_grid(1, Dtype::F32), 1);
+        assert_eq!(staged_grid(1024 * 4 + 4, Dtype::F32), 5);
+        assert_eq!(staged_grid(8 * 120_087 * 80, Dtype::Bf16), V6_GRID);
+        assert_eq!(staged_grid(257 * 256 * 8, Dtype::Bf16), 257);
     }
 }

@@ -102,11 +102,19 @@ fn rows_for<T: DeviceElement + DeviceRepr + ValidAsZeroBits>(
     let labels = s.clone_htod(&batch.labels)?;
     let call = Call::new(Objective::SigmoidFocal(FocalParams::retinanet()), dims, Normalization::ForegroundPerImage);
     // One call, workspace and gradient per variant, timed side by side with the copy.
-    const VARIANTS: [(Variant, &str); 3] =
-        [(Variant::V1, "focal-cuda v1"), (Variant::V4, "focal-cuda v4"), (Variant::V5, "focal-cuda v5")];
+    // v6 also under lower block limits than its own grid (at most V6_GRID = 1024 blocks): the
+    // grid is the one free choice of its walk (kernels/README.md has the runs that chose it).
+    const VARIANTS: [(Variant, Option<u32>, &str); 5] = [
+        (Variant::V1, None, "focal-cuda v1"),
+        (Variant::V4, None, "focal-cuda v4"),
+        (Variant::V6, None, "focal-cuda v6"),
+        (Variant::V6, Some(512), "focal-cuda v6, <= 512 blocks"),
+        (Variant::V6, Some(256), "focal-cuda v6, <= 256 blocks"),
+    ];
     let mut states = Vec::new();
-    for (variant, _) in VARIANTS {
-        states.push((Call { variant, ..call.clone() }, Workspace::new(&s, dims)?, s.alloc_zeros::<T>(dims.numel())?));
+    for (variant, max_blocks, _) in VARIANTS {
+        let call = Call { variant, max_blocks, ..call.clone() };
+        states.push((call, Workspace::new(&s, dims)?, s.alloc_zeros::<T>(dims.numel())?));
     }
     let mut ours: Vec<Box<dyn FnMut() -> Result<()> + '_>> = states
         .iter_mut()
@@ -139,7 +147,7 @@ fn rows_for<T: DeviceElement + DeviceRepr + ValidAsZeroBits>(
         median_s,
         bytes,
     };
-    let mut rows: Vec<Row> = VARIANTS.iter().zip(&times).map(|(&(_, name), &t)| row(name, t, ours_bytes)).collect();
+    let mut rows: Vec<Row> = VARIANTS.iter().zip(&times).map(|(&(_, _, name), &t)| row(name, t, ours_bytes)).collect();
     rows.push(row("floor", times[VARIANTS.len()], n * 2.0 * elem));
     Ok(rows)
 }
