@@ -385,15 +385,15 @@ __device__ __forceinline__ void elementwise_loss(const LossArgs& a) {
 // while a pack is computed. Its predecessor v5 (the same pack path on the tile walk of
 // elementwise_loss) loaded a tile, waited, computed it and ended its block: a block's memory and
 // arithmetic did not overlap, and both the logits' latency and the block's start and final sum
-// were paid per 16 elements a thread (f32). Here a stage is one pack per thread (kBlock packs), blocks walk stages with a
-// grid stride (the host caps the grid, so each block takes many), and each thread copies its
-// pack of a later stage into its own slot of a shared-memory ring with cp.async while it
-// computes the current one; the labels of its next pack are read a pack ahead too. Each thread
-// reads back only its own slots, so there is no barrier in the loop.
+// were paid per 16 elements a thread (f32). Here a stage is one pack per thread (kBlock packs),
+// blocks walk stages with a grid stride (the host caps the grid, so each block takes many), and
+// each thread copies its pack of a later stage into its own slot of a shared-memory ring with
+// cp.async while it computes the current one; the labels of its next pack are read a pack ahead
+// too. Each thread reads back only its own slots, so there is no barrier in the loop.
 //
 // The same walk runs with scalar loads when a buffer is not 16-byte aligned (finish_elements on
-// every pack, as the tile walk's scalar path), so both give the same bits; the per-thread order of the
-// loss sum is its stages in order, then its tail element.
+// every pack, as the tile walk's scalar path), so both give the same bits; the per-thread order
+// of the loss sum is its stages in order, then its tail element.
 template <class Op, class T, class G, int kStages>
 __device__ __forceinline__ void elementwise_loss_staged(const LossArgs& a) {
     static_assert(Op::kSparse && Op::kPackPath == PackPath::kBackgroundFirst, "v6 walks the all-background pack path");

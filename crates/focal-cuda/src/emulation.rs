@@ -165,7 +165,7 @@ pub(crate) struct HostWorkspace {
     partials: Vec<f64>,
     counts: Vec<u32>,
     scale: Vec<f32>,
-    loss: Vec<f64>,
+    pub(crate) loss: Vec<f64>,
     loss_f32: Vec<f32>,
     first_bad_row: Vec<u32>,
     alpha: Vec<f32>,
