@@ -296,13 +296,13 @@ __device__ __forceinline__ bool vector_io_ok(const LossArgs& a) {
            (!a.elementwise || aligned16(a.elementwise));
 }
 
-// The tail: fewer than N elements after the last whole pack, one per thread of block 0, after
-// the thread's packs.
-template <class Op, class T, class G>
-__device__ __forceinline__ void elementwise_tail(const LossArgs& a, uint32_t packs, RowCtx& r, double& acc) {
-    constexpr int N = Pack<T>::kCount;
+// The tail: the fewer than M elements after the last whole step of M (a pack, or v7's two),
+// one per thread of block 0, after the thread's steps.
+template <class Op, class T, class G, int M = Pack<T>::kCount>
+__device__ __forceinline__ void elementwise_tail(const LossArgs& a, uint32_t steps, RowCtx& r, double& acc) {
+    constexpr int N = M;
     const T* logits = static_cast<const T*>(a.logits);
-    const uint32_t tail_first = packs * N;
+    const uint32_t tail_first = steps * M;
     if (blockIdx.x == 0 && threadIdx.x < uint32_t(a.numel) - tail_first) {
         const uint32_t i = tail_first + threadIdx.x;
         float x[N], t[N];
@@ -385,82 +385,103 @@ __device__ __forceinline__ void elementwise_loss(const LossArgs& a) {
 // while a pack is computed. Its predecessor v5 (the same pack path on the tile walk of
 // elementwise_loss) loaded a tile, waited, computed it and ended its block: a block's memory and
 // arithmetic did not overlap, and both the logits' latency and the block's start and final sum
-// were paid per 16 elements a thread (f32). Here a stage is one pack per thread (kBlock packs),
+// were paid per 16 elements a thread (f32). Here a stage is one step per thread (kBlock steps;
+// a step is one pack in v6, two consecutive packs in v7, computed as one pack of M elements),
 // blocks walk stages with a grid stride (the host caps the grid, so each block takes many), and
-// each thread copies its pack of a later stage into its own slot of a shared-memory ring with
-// cp.async while it computes the current one; the labels of its next pack are read a pack ahead
+// each thread copies its step of a later stage into its own slot of a shared-memory ring with
+// cp.async while it computes the current one; the labels of its next step are read a step ahead
 // too. Each thread reads back only its own slots, so there is no barrier in the loop.
 //
 // The same walk runs with scalar loads when a buffer is not 16-byte aligned (finish_elements on
-// every pack, as the tile walk's scalar path), so both give the same bits; the per-thread order
+// every step, as the tile walk's scalar path), so both give the same bits; the per-thread order
 // of the loss sum is its stages in order, then its tail element.
-template <class Op, class T, class G, int kStages>
+template <class Op, class T, class G, int kStages, int kPacks>
 __device__ __forceinline__ void elementwise_loss_staged(const LossArgs& a) {
     static_assert(Op::kSparse && Op::kPackPath == PackPath::kBackgroundFirst, "v6 walks the all-background pack path");
     static_assert((kStages & (kStages - 1)) == 0 && kStages >= 2, "a ring of a power of two slots");
     constexpr int N = Pack<T>::kCount;
-    __shared__ Pack<T> ring[kStages][kBlock];
+    // A step is kPacks consecutive packs of a thread (v6: 1, v7: 2), M elements.
+    constexpr int M = N * kPacks;
+    __shared__ Pack<T> ring[kStages][kPacks][kBlock];
     const T* logits = static_cast<const T*>(a.logits);
     const Pack<T>* logit_packs = reinterpret_cast<const Pack<T>*>(logits);
-    const uint32_t packs = uint32_t(a.numel) / N;
-    // This thread's packs: first_pack + k stride, for k = 0, 1, ... while below `packs` (no
-    // overflow: packs < 2^30 and kStages stride < 2^27).
+    const uint32_t steps = uint32_t(a.numel) / M;
+    // This thread's steps: first_step + k stride, for k = 0, 1, ... while below `steps` (no
+    // overflow: steps < 2^30 and kStages stride < 2^27).
     const uint32_t stride = gridDim.x * uint32_t(kBlock);
-    const uint32_t first_pack = blockIdx.x * uint32_t(kBlock) + threadIdx.x;
+    const uint32_t first_step = blockIdx.x * uint32_t(kBlock) + threadIdx.x;
     const bool vector_io = vector_io_ok<false>(a);
-    const bool pack_path = vector_io && a.classes >= uint32_t(N);
+    const bool pack_path = vector_io && a.classes >= uint32_t(M);
     double acc = 0.0;
     RowCtx r;
     r.row = 0xffffffffu;
     ImageCtx image = first_image(a);
-    float zeros[N];
+    float zeros[M];
 #pragma unroll
-    for (int j = 0; j < N; ++j) zeros[j] = 0.0f;
+    for (int j = 0; j < M; ++j) zeros[j] = 0.0f;
     if (pack_path) {
-        // Slot s of this thread is at slots + s * kSlotBytes. Every iteration commits a group
-        // (maybe empty), so "all but kStages - 1 groups done" means "this pack's".
-        constexpr uint32_t kSlotBytes = uint32_t(kBlock) * sizeof(Pack<T>);
-        const SharedAddr slots = shared_addr(&ring[0][threadIdx.x]);
-        uint32_t ahead = first_pack;
+        // Slot s, pack p of this thread is at slots + s * kSlotBytes + p * kPackBytes (the
+        // threads' packs side by side, so a warp's shared loads do not conflict). Every
+        // iteration commits a group (maybe empty), so "all but kStages - 1 groups done" means
+        // "this step's".
+        constexpr uint32_t kPackBytes = uint32_t(kBlock) * sizeof(Pack<T>);
+        constexpr uint32_t kSlotBytes = kPackBytes * kPacks;
+        const SharedAddr slots = shared_addr(&ring[0][0][threadIdx.x]);
+        uint32_t ahead = first_step;
 #pragma unroll
         for (int s = 0; s < kStages - 1; ++s) {
-            if (ahead < packs) cp_async16(slots + s * kSlotBytes, logit_packs + ahead);
+            if (ahead < steps) {
+#pragma unroll
+                for (int p = 0; p < kPacks; ++p)
+                    cp_async16(slots + s * kSlotBytes + p * kPackBytes, logit_packs + ahead * kPacks + p);
+            }
             cp_async_commit();
             ahead += stride;
         }
         PackLabels next{};
-        if (first_pack < packs) next = pack_labels<N>(a, first_pack * N);
+        if (first_step < steps) next = pack_labels<M>(a, first_step * M);
         uint32_t k = 0;
-        for (uint32_t pack = first_pack; pack < packs; pack += stride, ahead += stride, ++k) {
-            if (ahead < packs) cp_async16(slots + ((k + kStages - 1) % kStages) * kSlotBytes, logit_packs + ahead);
+        for (uint32_t step = first_step; step < steps; step += stride, ahead += stride, ++k) {
+            if (ahead < steps) {
+                const SharedAddr slot = slots + ((k + kStages - 1) % kStages) * kSlotBytes;
+#pragma unroll
+                for (int p = 0; p < kPacks; ++p)
+                    cp_async16(slot + p * kPackBytes, logit_packs + ahead * kPacks + p);
+            }
             cp_async_commit();
             const PackLabels labels = next;
-            if (pack + stride < packs) next = pack_labels<N>(a, (pack + stride) * N);
+            if (step + stride < steps) next = pack_labels<M>(a, (step + stride) * M);
             cp_async_wait<kStages - 1>();
-            Pack<T> in;
-            ld_shared16(&in, slots + (k % kStages) * kSlotBytes);
-            float x[N];
+            float x[M];
 #pragma unroll
-            for (int j = 0; j < N; ++j) x[j] = to_f32(in.v[j]);
-            finish_pack_labelled<Op, G, N>(a, pack * N, labels, x, image, acc);
+            for (int p = 0; p < kPacks; ++p) {
+                Pack<T> in;
+                ld_shared16(&in, slots + (k % kStages) * kSlotBytes + p * kPackBytes);
+#pragma unroll
+                for (int j = 0; j < N; ++j) x[p * N + j] = to_f32(in.v[j]);
+            }
+            finish_pack_labelled<Op, G, M>(a, step * M, labels, x, image, acc);
         }
         cp_async_wait<0>();
     } else {
-        for (uint32_t pack = first_pack; pack < packs; pack += stride) {
-            const uint32_t first = pack * N;
-            float x[N];
+        for (uint32_t step = first_step; step < steps; step += stride) {
+            const uint32_t first = step * M;
+            float x[M];
             if (vector_io) {
-                const Pack<T> in = logit_packs[pack];
 #pragma unroll
-                for (int j = 0; j < N; ++j) x[j] = to_f32(in.v[j]);
+                for (int p = 0; p < kPacks; ++p) {
+                    const Pack<T> in = logit_packs[step * kPacks + p];
+#pragma unroll
+                    for (int j = 0; j < N; ++j) x[p * N + j] = to_f32(in.v[j]);
+                }
             } else {
 #pragma unroll
-                for (int j = 0; j < N; ++j) x[j] = to_f32(logits[first + j]);
+                for (int j = 0; j < M; ++j) x[j] = to_f32(logits[first + j]);
             }
-            finish_elements<Op, T, G, N>(a, first, N, x, zeros, vector_io, r, acc);
+            finish_elements<Op, T, G, M>(a, first, M, x, zeros, vector_io, r, acc);
         }
     }
-    elementwise_tail<Op, T, G>(a, packs, r, acc);
+    elementwise_tail<Op, T, G, M>(a, steps, r, acc);
     const double total = block_sum(acc);
     if (threadIdx.x == 0) a.partials[blockIdx.x] = total;
 }
@@ -478,11 +499,12 @@ __device__ __forceinline__ void elementwise_loss_staged(const LossArgs& a) {
     }                                                                                           \
     FOCAL_REGISTER(focal_##loss##_##tname##_##gname)
 
-// Variant v6's entry points: the staged walk with a ring of kStages packs per thread.
-#define FOCAL_STAGED_ENTRY_BOUNDS(loss, Op, T, tname, G, gname, min_blocks, stages)              \
+// Variant v6's and v7's entry points: the staged walk with a ring of `stages` steps of `packs`
+// packs per thread.
+#define FOCAL_STAGED_ENTRY_BOUNDS(loss, Op, T, tname, G, gname, min_blocks, stages, packs)       \
     extern "C" __global__ void __launch_bounds__(focal::kBlock, min_blocks)                     \
         focal_##loss##_##tname##_##gname(const focal::LossArgs args) {                          \
-        focal::elementwise_loss_staged<Op, T, G, stages>(args);                                 \
+        focal::elementwise_loss_staged<Op, T, G, stages, packs>(args);                          \
     }                                                                                           \
     FOCAL_REGISTER(focal_##loss##_##tname##_##gname)
 

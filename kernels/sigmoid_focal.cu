@@ -166,10 +166,17 @@ FOCAL_ELEMENTWISE_ENTRY_BOUNDS(sigmoid_sparse_v4_g2, focal::SigmoidFocalSparseV4
 // slots, 32 KiB of shared memory a block). One more block per multiprocessor than v4 and v5 asked
 // for, without spills: 5 for f32 (48 registers), 4 for the half types (62), 3 for half inputs
 // with an f32 gradient (78-80, where the series for log1p is kept).
-FOCAL_STAGED_ENTRY_BOUNDS(sigmoid_sparse_v6_g2, focal::SigmoidFocalSparseV6<true>, float, f32, float, f32, 5, 8)
-FOCAL_STAGED_ENTRY_BOUNDS(sigmoid_sparse_v6_g2, focal::SigmoidFocalSparseV6<false>, __half, f16, __half, f16, 4, 8)
-FOCAL_STAGED_ENTRY_BOUNDS(sigmoid_sparse_v6_g2, focal::SigmoidFocalSparseV6<true>, __half, f16, float, f32, 3, 8)
+FOCAL_STAGED_ENTRY_BOUNDS(sigmoid_sparse_v6_g2, focal::SigmoidFocalSparseV6<true>, float, f32, float, f32, 5, 8, 1)
+FOCAL_STAGED_ENTRY_BOUNDS(sigmoid_sparse_v6_g2, focal::SigmoidFocalSparseV6<false>, __half, f16, __half, f16, 4, 8, 1)
+FOCAL_STAGED_ENTRY_BOUNDS(sigmoid_sparse_v6_g2, focal::SigmoidFocalSparseV6<true>, __half, f16, float, f32, 3, 8, 1)
 FOCAL_STAGED_ENTRY_BOUNDS(sigmoid_sparse_v6_g2, focal::SigmoidFocalSparseV6<false>, __nv_bfloat16, bf16,
-                          __nv_bfloat16, bf16, 4, 8)
+                          __nv_bfloat16, bf16, 4, 8, 1)
 FOCAL_STAGED_ENTRY_BOUNDS(sigmoid_sparse_v6_g2, focal::SigmoidFocalSparseV6<true>, __nv_bfloat16, bf16, float,
-                          f32, 3, 8)
+                          f32, 3, 8, 1)
+
+// v7 (a candidate, not timed on a GPU yet): v6 with two packs (8 f32 elements) per thread per
+// step, so the walk's per-step work (the ahead copy and its group, the wait, the next step's
+// labels, the image and background tests: about 69 SASS instructions in v6's f32 loop) is shared
+// by twice the elements. A ring of 4 steps (32 KiB a block, as v6's; 6 packs in flight a thread
+// against v6's 7). f32 logits only; half inputs run v6's entry points (plan.rs).
+FOCAL_STAGED_ENTRY_BOUNDS(sigmoid_sparse_v7_g2, focal::SigmoidFocalSparseV6<true>, float, f32, float, f32, 5, 4, 2)

@@ -21,7 +21,8 @@
 #
 # `variant V` runs the kernel tests' GPU instances, `xtask check-kernels --only V`, `xtask bench gpu`
 # and, when Nsight Compute is there, `ncu` on one call each of v4 and V (f32 and bf16): throughput,
-# occupancy, warp stall reasons (ncu-*.log).
+# occupancy, issue and memory figures (ncu-*.log). The device tool returns at most 8 files:
+# `variant` writes the summary, three logs and four profiles, and no JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 carry=target/gpu-carry
@@ -86,16 +87,19 @@ run | variant)
     if [ "$mode" = variant ]; then
         step kernel-tests-gpu "$carry/focal-cuda-lib-tests" ::gpu
         step check-kernels timeout 120 "$carry/xtask" check-kernels --only "$variant"
-        step bench-gpu timeout 150 "$carry/xtask" bench gpu --json "$out/bench-gpu.json"
+        step bench-gpu timeout 150 "$carry/xtask" bench gpu
         ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || true)
         if [ -n "$ncu" ]; then
             for pair in f32_f32 bf16_bf16; do
-                # --quick: 10 calls a row; the first two launches that match are v4's and V's warm-ups.
-                step "ncu-$pair" timeout 90 env FOCAL_PYTHON=false "$ncu" --target-processes application-only \
-                    -k "regex:sigmoid_sparse_(v4|$variant)_g2_${pair}\$" -c 2 \
-                    --section SpeedOfLight --section Occupancy --section LaunchStats \
-                    --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis \
-                    "$carry/xtask" bench gpu --quick
+                for kernel in v4 "$variant"; do
+                    # --quick: 10 calls a row; the first launch that matches is the kernel's warm-up
+                    # (a variant without an entry point for the pair profiles nothing).
+                    step "ncu-$kernel-$pair" timeout 60 env FOCAL_PYTHON=false "$ncu" \
+                        --target-processes application-only -k "regex:sigmoid_sparse_${kernel}_g2_${pair}\$" -c 1 \
+                        --section SpeedOfLight --section Occupancy --section LaunchStats \
+                        --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis \
+                        "$carry/xtask" bench gpu --quick
+                done
             done
         else
             echo "no ncu on this machine: no profile" | tee -a "$summary"

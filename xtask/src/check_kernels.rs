@@ -186,7 +186,8 @@ pub fn main(args: &[String]) -> Result<()> {
                     Some("v1") => Variant::V1,
                     Some("v4") => Variant::V4,
                     Some("v6") => Variant::V6,
-                    other => bail!("--only v1|v4|v6 (got {other:?})"),
+                    Some("v7") => Variant::V7,
+                    other => bail!("--only v1|v4|v6|v7 (got {other:?})"),
                 })
             }
             other => bail!("usage: cargo xtask check-kernels [--quick] [--seed N] [--only VARIANT] (got {other})"),
@@ -216,6 +217,9 @@ pub fn main(args: &[String]) -> Result<()> {
         (retina(), "sparse", per_image, Variant::V6, None),
         // v6 with a small grid: hundreds of stages per block at 1M x 80.
         (retina(), "sparse", Normalization::ForegroundPerBatch, Variant::V6, Some(37)),
+        // v7 (f32 only; its half pairs run v6's entry points), also under a small grid.
+        (retina(), "sparse", per_image, Variant::V7, None),
+        (retina(), "sparse", Normalization::ForegroundPerBatch, Variant::V7, Some(37)),
         (gamma_15.clone(), "sparse", Normalization::ForegroundPerBatch, v1, None),
         (gamma_15, "sparse", Normalization::Sum, Variant::V4, None),
         (gamma_05, "dense/anchor", Normalization::Normalizer(100.0), v1, None),

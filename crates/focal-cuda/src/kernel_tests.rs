@@ -318,13 +318,19 @@ fn sigmoid_sparse_v6_matches_reference<T: DeviceElement, G: DeviceElement>(backe
 }
 per_dtype!(sigmoid_sparse_v6, sigmoid_sparse_v6_matches_reference);
 
+/// Variant v7 on the same cases (its f32 entry point; half inputs run v6's).
+fn sigmoid_sparse_v7_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
+    with_variant(Variant::V7, || sigmoid_sparse_matches_reference::<T, G>(backend));
+}
+per_dtype!(sigmoid_sparse_v7, sigmoid_sparse_v7_matches_reference);
+
 /// v6's fast path against the reference where it must step aside:
 /// packs of all-background rows with a NaN logit, ignored rows with NaN logits, a bad label, and
 /// packs that straddle two images with different scales (one foreground anchor in image 0, two
 /// in image 1), for packs of 4 (f32) and 8 (half) elements, on the vector and the scalar
 /// (misaligned) path.
-fn sigmoid_sparse_v6_fast_path_steps_aside<T: DeviceElement, G: DeviceElement>(backend: Backend) {
-    with_variant(crate::plan::Variant::V6, || {
+fn fast_path_steps_aside<T: DeviceElement, G: DeviceElement>(backend: Backend, variant: Variant) {
+    with_variant(variant, || {
         // 2 images x 7 anchors x 9 classes: image 1 starts at element 63, inside a pack.
         let dims = Dims::new(2, 7, 9);
         let mut labels = vec![-1; 14];
@@ -370,18 +376,27 @@ fn sigmoid_sparse_v6_fast_path_steps_aside<T: DeviceElement, G: DeviceElement>(b
         assert!(out.grad[45..54].iter().chain(&out.grad[63..72]).all(|g| g.to_f64().is_finite()));
     });
 }
+fn sigmoid_sparse_v6_fast_path_steps_aside<T: DeviceElement, G: DeviceElement>(backend: Backend) {
+    fast_path_steps_aside::<T, G>(backend, Variant::V6);
+}
 per_dtype!(sigmoid_sparse_v6_fast_path, sigmoid_sparse_v6_fast_path_steps_aside);
+
+fn sigmoid_sparse_v7_fast_path_steps_aside<T: DeviceElement, G: DeviceElement>(backend: Backend) {
+    fast_path_steps_aside::<T, G>(backend, Variant::V7);
+}
+per_dtype!(sigmoid_sparse_v7_fast_path, sigmoid_sparse_v7_fast_path_steps_aside);
 
 /// v6 with a grid of 1, 2 and 3 blocks, so that each block walks 3 to 9 stages (its ring of 8
 /// slots wraps around, and later stages are copied while earlier ones are computed): every
 /// element against the reference, foreground rows and ignored rows included, aligned and
 /// misaligned, at each pair of types; and the gradient's bits do not depend on the grid.
-fn v6_ring_wraps_around<T: DeviceElement, G: DeviceElement>(backend: Backend) {
+fn ring_wraps_around<T: DeviceElement, G: DeviceElement>(backend: Backend, variant: Variant) {
     if !backend.here() {
         return;
     }
-    with_variant(crate::plan::Variant::V6, || {
-        // 4,504 f32 packs (18 stages) or 2,252 half packs (9 stages), and a tail of 2.
+    with_variant(variant, || {
+        // 4,504 f32 packs (18 stages of v6, 9 of v7) or 2,252 half packs (9 stages), and a tail
+        // of 2.
         let dims = Dims::new(2, 1001, 9);
         let objective = Objective::SigmoidFocal(FocalParams::retinanet());
         let mut rng = Rng::new(33);
@@ -414,7 +429,15 @@ fn v6_ring_wraps_around<T: DeviceElement, G: DeviceElement>(backend: Backend) {
         crate::plan::GRID_CAP.with(|c| c.set(crate::plan::MAX_GRID));
     });
 }
+fn v6_ring_wraps_around<T: DeviceElement, G: DeviceElement>(backend: Backend) {
+    ring_wraps_around::<T, G>(backend, Variant::V6);
+}
 per_dtype!(v6_ring, v6_ring_wraps_around);
+
+fn v7_ring_wraps_around<T: DeviceElement, G: DeviceElement>(backend: Backend) {
+    ring_wraps_around::<T, G>(backend, Variant::V7);
+}
+per_dtype!(v7_ring, v7_ring_wraps_around);
 
 fn sigmoid_dense_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
     let objectives = [
@@ -590,7 +613,7 @@ fn v6_pack_path_keeps_the_element_rules(backend: Backend) {
 }
 per_backend!(v6_pack_path_keeps_the_element_rules);
 
-/// v4 and v6: the whole-pack paths and the scalar path give the same bits, for every entry point,
+/// v4, v6 and v7: the whole-pack paths and the scalar path give the same bits, for every entry point,
 /// on rows that packs straddle, across the image boundary (element 9009, inside a pack) and on
 /// a tail; repeated runs too.
 fn pack_and_scalar_paths_are_bit_identical<T: DeviceElement>(backend: Backend, variant: crate::plan::Variant) {
@@ -634,6 +657,11 @@ fn v6_pack_and_scalar_paths_are_bit_identical(backend: Backend) {
     pack_and_scalar_paths_are_bit_identical::<f16>(backend, crate::plan::Variant::V6);
 }
 per_backend!(v6_pack_and_scalar_paths_are_bit_identical);
+
+fn v7_pack_and_scalar_paths_are_bit_identical(backend: Backend) {
+    pack_and_scalar_paths_are_bit_identical::<f32>(backend, Variant::V7);
+}
+per_backend!(v7_pack_and_scalar_paths_are_bit_identical);
 
 fn empty_input_is_a_zero_loss(backend: Backend) {
     let Some(out) = run_sigmoid_sparse(backend, &[], &[], Dims::new(2, 0, 80), false) else { return };

@@ -91,6 +91,11 @@ pub enum Variant {
     /// (76% of a device-to-device copy's bandwidth), 142.4 us in bf16 (57%).
     #[default]
     V6,
+    /// A candidate, not timed on a GPU yet: v6 with two packs (8 elements) per thread per step
+    /// for f32 logits, so the walk's per-step instructions are shared by twice the elements; half
+    /// inputs run v6's entry points, other parameters v4's general ones. The same results as v6
+    /// but for the loss's last bits (its f32 partial sums cover 8 elements, not 4).
+    V7,
 }
 
 /// The problem shape: logits `[images, anchors, classes]`, row-major.
@@ -266,11 +271,11 @@ pub(crate) fn elementwise_grid(numel: usize, input: Dtype) -> u32 {
     tiles.clamp(1, grid_cap()) as u32
 }
 
-/// Blocks of variant v6's staged walk: one per stage of `BLOCK` packs, at least one, at most
-/// [`V6_GRID`].
-pub(crate) fn staged_grid(numel: usize, input: Dtype) -> u32 {
-    let pack = (16 / input.bytes()) as u64;
-    let stages = (numel as u64 / pack).div_ceil(u64::from(BLOCK));
+/// Blocks of the staged walk of v6 (`packs_per_step` 1) and v7 (2): one per stage of `BLOCK`
+/// steps, at least one, at most [`V6_GRID`].
+pub(crate) fn staged_grid(numel: usize, input: Dtype, packs_per_step: u64) -> u32 {
+    let step = (16 / input.bytes()) as u64 * packs_per_step;
+    let stages = (numel as u64 / step).div_ceil(u64::from(BLOCK));
     stages.clamp(1, grid_cap().min(u64::from(V6_GRID))) as u32
 }
 
@@ -368,8 +373,10 @@ pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Res
                 // Entry points specialised for RetinaNet's gamma = 2 with a scalar alpha (or none).
                 Variant::V4 if retina_g2(p) => "sigmoid_sparse_v4_g2",
                 Variant::V6 if retina_g2(p) => "sigmoid_sparse_v6_g2",
-                // v6 has gamma-2 entry points only.
-                Variant::V4 | Variant::V6 => "sigmoid_sparse_v4",
+                Variant::V7 if retina_g2(p) && req.input == Dtype::F32 => "sigmoid_sparse_v7_g2",
+                Variant::V7 if retina_g2(p) => "sigmoid_sparse_v6_g2",
+                // v6 and v7 have gamma-2 entry points only.
+                Variant::V4 | Variant::V6 | Variant::V7 => "sigmoid_sparse_v4",
             }
         }
         (Objective::SigmoidFocal(p), TargetKind::Dense(_)) => {
@@ -453,7 +460,9 @@ pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Res
     } else if softmax {
         softmax_grid(req.dims.rows())
     } else if loss_name == "sigmoid_sparse_v6_g2" {
-        staged_grid(numel, req.input)
+        staged_grid(numel, req.input, 1)
+    } else if loss_name == "sigmoid_sparse_v7_g2" {
+        staged_grid(numel, req.input, 2)
     } else {
         elementwise_grid(numel, req.input)
     };
@@ -564,6 +573,11 @@ mod tests {
         req.variant = Variant::default();
         req.dims = Dims::new(8, 120_087, 80);
         assert_eq!(loss_launch(&req), ("focal_sigmoid_sparse_v6_g2_f32_f32".into(), V6_GRID, V6_GRID));
+        // v7 has its own f32 entry point and runs v6's for half inputs.
+        let v7 = Request { variant: Variant::V7, ..req.clone() };
+        assert_eq!(loss_launch(&v7).0, "focal_sigmoid_sparse_v7_g2_f32_f32");
+        let v7 = Request { input: Dtype::Bf16, grad: Dtype::Bf16, ..v7 };
+        assert_eq!(loss_launch(&v7).0, "focal_sigmoid_sparse_v6_g2_bf16_bf16");
         // Another gamma runs v4's general entry point on its own grid.
         let general = Objective::SigmoidFocal(FocalParams::new(Some(0.25), 1.5).unwrap());
         let req = Request { objective: &general, ..req.clone() };
@@ -574,7 +588,9 @@ mod tests {
     fn max_blocks_caps_every_loss_grid_and_the_final_sum_follows() {
         let retina = Objective::SigmoidFocal(FocalParams::retinanet());
         let softmax = Objective::SoftmaxFocal(FocalParams::retinanet());
-        for (objective, variant) in [(&retina, Variant::V6), (&retina, Variant::V1), (&softmax, Variant::V1)] {
+        for (objective, variant) in
+            [(&retina, Variant::V6), (&retina, Variant::V7), (&retina, Variant::V1), (&softmax, Variant::V1)]
+        {
             let mut req = request(objective, TargetKind::Sparse);
             req.variant = variant;
             req.dims = Dims::new(2, 100_000, 80);
@@ -606,9 +622,12 @@ mod tests {
         assert_eq!(elementwise_grid(8 * 120_087 * 80, Dtype::F32), 18_764);
         assert_eq!(elementwise_grid(MAX_NUMEL, Dtype::F16), MAX_GRID);
         assert_eq!(softmax_grid(33), 2);
-        assert_eq!(staged_grid(1, Dtype::F32), 1);
-        assert_eq!(staged_grid(1024 * 4 + 4, Dtype::F32), 5);
-        assert_eq!(staged_grid(8 * 120_087 * 80, Dtype::Bf16), V6_GRID);
-        assert_eq!(staged_grid(257 * 256 * 8, Dtype::Bf16), 257);
+        assert_eq!(staged_grid(1, Dtype::F32, 1), 1);
+        assert_eq!(staged_grid(1024 * 4 + 4, Dtype::F32, 1), 5);
+        // 512 steps of 8 and a tail of 4.
+        assert_eq!(staged_grid(1024 * 4 + 4, Dtype::F32, 2), 2);
+        assert_eq!(staged_grid(1024 * 4 + 8, Dtype::F32, 2), 3);
+        assert_eq!(staged_grid(8 * 120_087 * 80, Dtype::Bf16, 1), V6_GRID);
+        assert_eq!(staged_grid(257 * 256 * 8, Dtype::Bf16, 1), 257);
     }
 }

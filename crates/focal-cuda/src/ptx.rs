@@ -65,6 +65,7 @@ pub const MODULES: &[PtxModule] = &[
             "focal_sigmoid_sparse_v6_g2_f16_f16",
             "focal_sigmoid_sparse_v6_g2_f16_f32",
             "focal_sigmoid_sparse_v6_g2_f32_f32",
+            "focal_sigmoid_sparse_v7_g2_f32_f32",
         ],
     },
     PtxModule {

@@ -104,12 +104,15 @@ fn rows_for<T: DeviceElement + DeviceRepr + ValidAsZeroBits>(
     // One call, workspace and gradient per variant, timed side by side with the copy.
     // v6 also under lower block limits than its own grid (at most V6_GRID = 1024 blocks): the
     // grid is the one free choice of its walk (kernels/README.md has the runs that chose it).
-    const VARIANTS: [(Variant, Option<u32>, &str); 5] = [
+    // v7 is v6 for the half types (the same entry points).
+    const VARIANTS: [(Variant, Option<u32>, &str); 7] = [
         (Variant::V1, None, "focal-cuda v1"),
         (Variant::V4, None, "focal-cuda v4"),
         (Variant::V6, None, "focal-cuda v6"),
         (Variant::V6, Some(512), "focal-cuda v6, <= 512 blocks"),
         (Variant::V6, Some(256), "focal-cuda v6, <= 256 blocks"),
+        (Variant::V7, None, "focal-cuda v7"),
+        (Variant::V7, Some(512), "focal-cuda v7, <= 512 blocks"),
     ];
     let mut states = Vec::new();
     for (variant, max_blocks, _) in VARIANTS {
