@@ -300,17 +300,16 @@ __device__ __forceinline__ bool vector_io_ok(const LossArgs& a) {
 // one per thread of block 0, after the thread's steps.
 template <class Op, class T, class G, int M = Pack<T>::kCount>
 __device__ __forceinline__ void elementwise_tail(const LossArgs& a, uint32_t steps, RowCtx& r, double& acc) {
-    constexpr int N = M;
     const T* logits = static_cast<const T*>(a.logits);
     const uint32_t tail_first = steps * M;
     if (blockIdx.x == 0 && threadIdx.x < uint32_t(a.numel) - tail_first) {
         const uint32_t i = tail_first + threadIdx.x;
-        float x[N], t[N];
+        float x[M], t[M];
         x[0] = to_f32(logits[i]);
         t[0] = Op::kSparse ? 0.0f : a.targets[i];
 #pragma unroll
-        for (int j = 1; j < N; ++j) x[j] = t[j] = 0.0f;
-        finish_elements<Op, T, G, N>(a, i, 1, x, t, false, r, acc);
+        for (int j = 1; j < M; ++j) x[j] = t[j] = 0.0f;
+        finish_elements<Op, T, G, M>(a, i, 1, x, t, false, r, acc);
     }
 }
 

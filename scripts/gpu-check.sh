@@ -17,7 +17,7 @@
 # and writes the logs and a Markdown summary under $OUT (default target/gpu-check-out).
 # With the device tool: carry `target/gpu-carry` and run `bash scripts/gpu-check.sh run`.
 #
-#   scripts/gpu-check.sh variant v6  # on the GPU machine: a shorter run for one new variant (about 4 minutes)
+#   scripts/gpu-check.sh variant v6  # on the GPU machine: a shorter run for one variant (138 and 155 s on an H200)
 #
 # `variant V` runs the kernel tests' GPU instances, `xtask check-kernels --only V`, `xtask bench gpu`
 # and, when Nsight Compute is there, `ncu` on one call each of v4 and V (f32 and bf16): throughput,

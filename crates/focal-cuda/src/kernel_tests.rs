@@ -206,37 +206,38 @@ fn dense(weights: Weights) -> impl Fn(&mut Rng, Dims) -> CaseTarget {
     move |rng, dims| verify::random_dense(rng, dims, weights)
 }
 
-/// One test per (backend, input type, gradient type) from one body.
+/// One test per (backend, input type, gradient type) from one body, called with the backend and
+/// any further arguments given (a variant, say).
 macro_rules! per_dtype {
-    ($name:ident, $body:ident) => {
+    ($name:ident, $body:ident $(, $arg:expr)*) => {
         mod $name {
             use super::*;
-            per_dtype!(@backend emulated, Backend::Emulated, $body);
-            per_dtype!(@backend gpu, Backend::Gpu, $body);
+            per_dtype!(@backend emulated, Backend::Emulated, $body $(, $arg)*);
+            per_dtype!(@backend gpu, Backend::Gpu, $body $(, $arg)*);
         }
     };
-    (@backend $module:ident, $backend:expr, $body:ident) => {
+    (@backend $module:ident, $backend:expr, $body:ident $(, $arg:expr)*) => {
         mod $module {
             use super::*;
             #[test]
             fn f32_to_f32() {
-                $body::<f32, f32>($backend);
+                $body::<f32, f32>($backend $(, $arg)*);
             }
             #[test]
             fn f16_to_f16() {
-                $body::<f16, f16>($backend);
+                $body::<f16, f16>($backend $(, $arg)*);
             }
             #[test]
             fn f16_to_f32() {
-                $body::<f16, f32>($backend);
+                $body::<f16, f32>($backend $(, $arg)*);
             }
             #[test]
             fn bf16_to_bf16() {
-                $body::<bf16, bf16>($backend);
+                $body::<bf16, bf16>($backend $(, $arg)*);
             }
             #[test]
             fn bf16_to_f32() {
-                $body::<bf16, f32>($backend);
+                $body::<bf16, f32>($backend $(, $arg)*);
             }
         }
     };
@@ -300,31 +301,24 @@ fn with_variant(variant: crate::plan::Variant, f: impl FnOnce()) {
     crate::emulation::VARIANT.with(|v| v.set(crate::plan::Variant::V1));
 }
 
-/// Variant v4 on the same cases: both of its entry points (RetinaNet's gamma 2 with a scalar
-/// alpha, and the general one for the other objectives), whole packs (C = 80, 21, 7 against
-/// packs of 4 or 8) and the element path (C = 1, 5). The emulation checks its logic with exact
-/// host functions; the precision of its hardware approximations shows on a GPU.
-fn sigmoid_sparse_v4_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
-    with_variant(crate::plan::Variant::V4, || sigmoid_sparse_matches_reference::<T, G>(backend));
+/// Another variant on the same cases. The emulation checks its logic with exact host
+/// functions; the precision of its hardware approximations shows on a GPU.
+fn variant_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend, variant: Variant) {
+    with_variant(variant, || sigmoid_sparse_matches_reference::<T, G>(backend));
 }
-per_dtype!(sigmoid_sparse_v4, sigmoid_sparse_v4_matches_reference);
+// v4: both of its entry points (RetinaNet's gamma 2 with a scalar alpha, and the general one for
+// the other objectives), whole packs (C = 80, 21, 7 against packs of 4 or 8) and the element
+// path (C = 1, 5).
+per_dtype!(sigmoid_sparse_v4, variant_matches_reference, Variant::V4);
+// v6: its gamma-2 entry points (the other objectives run v4's general ones), whole packs with its
+// all-background fast path and v4's pack path behind it, and the element path (C = 1, 5), on
+// the staged walk (the shapes are small, so each block has a stage or two; `ring_wraps_around`
+// walks many per block).
+per_dtype!(sigmoid_sparse_v6, variant_matches_reference, Variant::V6);
+// v7: its f32 entry point (half inputs run v6's).
+per_dtype!(sigmoid_sparse_v7, variant_matches_reference, Variant::V7);
 
-/// Variant v6 on the same cases: its gamma-2 entry points (RetinaNet's objective; the others run
-/// v4's general ones), whole packs with its all-background fast path and v4's pack path behind
-/// it, and the element path (C = 1, 5), on the staged walk (the shapes are small, so each block
-/// has a stage or two; `v6_ring_wraps_around` walks many per block).
-fn sigmoid_sparse_v6_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
-    with_variant(crate::plan::Variant::V6, || sigmoid_sparse_matches_reference::<T, G>(backend));
-}
-per_dtype!(sigmoid_sparse_v6, sigmoid_sparse_v6_matches_reference);
-
-/// Variant v7 on the same cases (its f32 entry point; half inputs run v6's).
-fn sigmoid_sparse_v7_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
-    with_variant(Variant::V7, || sigmoid_sparse_matches_reference::<T, G>(backend));
-}
-per_dtype!(sigmoid_sparse_v7, sigmoid_sparse_v7_matches_reference);
-
-/// v6's fast path against the reference where it must step aside:
+/// The fast path of v6 and v7 against the reference where it must step aside:
 /// packs of all-background rows with a NaN logit, ignored rows with NaN logits, a bad label, and
 /// packs that straddle two images with different scales (one foreground anchor in image 0, two
 /// in image 1), for packs of 4 (f32) and 8 (half) elements, on the vector and the scalar
@@ -376,20 +370,14 @@ fn fast_path_steps_aside<T: DeviceElement, G: DeviceElement>(backend: Backend, v
         assert!(out.grad[45..54].iter().chain(&out.grad[63..72]).all(|g| g.to_f64().is_finite()));
     });
 }
-fn sigmoid_sparse_v6_fast_path_steps_aside<T: DeviceElement, G: DeviceElement>(backend: Backend) {
-    fast_path_steps_aside::<T, G>(backend, Variant::V6);
-}
-per_dtype!(sigmoid_sparse_v6_fast_path, sigmoid_sparse_v6_fast_path_steps_aside);
+per_dtype!(sigmoid_sparse_v6_fast_path, fast_path_steps_aside, Variant::V6);
+per_dtype!(sigmoid_sparse_v7_fast_path, fast_path_steps_aside, Variant::V7);
 
-fn sigmoid_sparse_v7_fast_path_steps_aside<T: DeviceElement, G: DeviceElement>(backend: Backend) {
-    fast_path_steps_aside::<T, G>(backend, Variant::V7);
-}
-per_dtype!(sigmoid_sparse_v7_fast_path, sigmoid_sparse_v7_fast_path_steps_aside);
-
-/// v6 with a grid of 1, 2 and 3 blocks, so that each block walks 3 to 9 stages (its ring of 8
-/// slots wraps around, and later stages are copied while earlier ones are computed): every
-/// element against the reference, foreground rows and ignored rows included, aligned and
-/// misaligned, at each pair of types; and the gradient's bits do not depend on the grid.
+/// The staged walk (v6, v7) with a grid of 1, 2 and 3 blocks, so that each block walks 3 to 9
+/// stages (its ring of 8 slots, 4 for v7, wraps around, and later stages are copied while
+/// earlier ones are computed): every element against the reference, foreground rows and ignored
+/// rows included, aligned and misaligned, at each pair of types; and the gradient's bits do not
+/// depend on the grid.
 fn ring_wraps_around<T: DeviceElement, G: DeviceElement>(backend: Backend, variant: Variant) {
     if !backend.here() {
         return;
@@ -429,15 +417,8 @@ fn ring_wraps_around<T: DeviceElement, G: DeviceElement>(backend: Backend, varia
         crate::plan::GRID_CAP.with(|c| c.set(crate::plan::MAX_GRID));
     });
 }
-fn v6_ring_wraps_around<T: DeviceElement, G: DeviceElement>(backend: Backend) {
-    ring_wraps_around::<T, G>(backend, Variant::V6);
-}
-per_dtype!(v6_ring, v6_ring_wraps_around);
-
-fn v7_ring_wraps_around<T: DeviceElement, G: DeviceElement>(backend: Backend) {
-    ring_wraps_around::<T, G>(backend, Variant::V7);
-}
-per_dtype!(v7_ring, v7_ring_wraps_around);
+per_dtype!(v6_ring, ring_wraps_around, Variant::V6);
+per_dtype!(v7_ring, ring_wraps_around, Variant::V7);
 
 fn sigmoid_dense_matches_reference<T: DeviceElement, G: DeviceElement>(backend: Backend) {
     let objectives = [

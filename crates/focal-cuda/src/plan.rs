@@ -22,7 +22,7 @@ const SOFTMAX_TILE_ROWS: u64 = 8 * 4;
 const COUNT_ROWS_PER_THREAD: u64 = 16;
 /// The most blocks a loss kernel is launched with; the workspace holds one partial per block.
 pub const MAX_GRID: u32 = 1 << 16;
-/// The most blocks of variant v6's staged walk (each block walks many stages of `BLOCK` packs).
+/// The most blocks of the staged walk of variants v6 and v7 (each block walks many stages).
 /// Measured on an H200 at 8 x 120,087 x 80 (kernels/README.md): of 512, 1024, 2048, 4096 and
 /// 8192 blocks, 1024 was 1.3% (f32), 0.3% (bf16) and 1.1% (f16) slower than the best of each
 /// type, and 8192 was 3 to 5% slower than 1024.
@@ -87,8 +87,9 @@ pub enum Variant {
     /// kernels/elementwise.cuh); on a staged walk (`elementwise_loss_staged`): a grid of at most
     /// [`V6_GRID`] blocks walks stages of one 16-byte pack per thread, and each thread keeps its
     /// next 7 packs in flight (`cp.async` into a shared-memory ring) while it computes the
-    /// current one. On an H200 at 8 x 120,087 x 80 (same run as v4's figures): 200.9 us in f32
-    /// (76% of a device-to-device copy's bandwidth), 142.4 us in bf16 (57%).
+    /// current one. On an H200 at 8 x 120,087 x 80 (same run as v4's figures): 200.9 us in f32,
+    /// 142.4 us in bf16, 77% and 58% of a device-to-device copy's bandwidth (the bench's GB/s,
+    /// which counts the labels too).
     #[default]
     V6,
     /// A candidate, not timed on a GPU yet: v6 with two packs (8 elements) per thread per step
@@ -365,19 +366,23 @@ pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Res
         }
         Ok(())
     };
+    // Packs per thread per step of the staged walk (v6: 1, v7: 2), for the kernels that walk it.
+    let mut staged_packs: Option<u64> = None;
     let loss_name = match (req.objective, req.target) {
         (Objective::SigmoidFocal(p), TargetKind::Sparse) => {
             set_alpha(p, &mut args)?;
-            match req.variant {
-                Variant::V1 => "sigmoid_sparse",
+            let (name, packs) = match req.variant {
+                Variant::V1 => ("sigmoid_sparse", None),
                 // Entry points specialised for RetinaNet's gamma = 2 with a scalar alpha (or none).
-                Variant::V4 if retina_g2(p) => "sigmoid_sparse_v4_g2",
-                Variant::V6 if retina_g2(p) => "sigmoid_sparse_v6_g2",
-                Variant::V7 if retina_g2(p) && req.input == Dtype::F32 => "sigmoid_sparse_v7_g2",
-                Variant::V7 if retina_g2(p) => "sigmoid_sparse_v6_g2",
+                Variant::V4 if retina_g2(p) => ("sigmoid_sparse_v4_g2", None),
+                Variant::V6 if retina_g2(p) => ("sigmoid_sparse_v6_g2", Some(1)),
+                Variant::V7 if retina_g2(p) && req.input == Dtype::F32 => ("sigmoid_sparse_v7_g2", Some(2)),
+                Variant::V7 if retina_g2(p) => ("sigmoid_sparse_v6_g2", Some(1)),
                 // v6 and v7 have gamma-2 entry points only.
-                Variant::V4 | Variant::V6 | Variant::V7 => "sigmoid_sparse_v4",
-            }
+                Variant::V4 | Variant::V6 | Variant::V7 => ("sigmoid_sparse_v4", None),
+            };
+            staged_packs = packs;
+            name
         }
         (Objective::SigmoidFocal(p), TargetKind::Dense(_)) => {
             set_alpha(p, &mut args)?;
@@ -459,10 +464,8 @@ pub(crate) fn plan(req: &Request<'_>, bufs: &Buffers, ws: &WorkspacePtrs) -> Res
         0
     } else if softmax {
         softmax_grid(req.dims.rows())
-    } else if loss_name == "sigmoid_sparse_v6_g2" {
-        staged_grid(numel, req.input, 1)
-    } else if loss_name == "sigmoid_sparse_v7_g2" {
-        staged_grid(numel, req.input, 2)
+    } else if let Some(packs) = staged_packs {
+        staged_grid(numel, req.input, packs)
     } else {
         elementwise_grid(numel, req.input)
     };
